@@ -1,0 +1,592 @@
+//! The product file format: one record kind per file, a self-describing header and
+//! a zstd-compressed body of bincode-encoded records.
+//!
+//! ```text
+//! offset size  field (big-endian)
+//!  0      8    magic "MERIDPRD"
+//!  8      2    format version (1)
+//! 10      1    record kind (RecordKind discriminant)
+//! 11      1    body codec (1 = bincode-2 standard config, zstd stream)
+//! 12      4    reserved, zero
+//! 16      8    record count
+//! 24      8    body length in octets
+//! 32      8    xxh3-64 of the body octets
+//! 40      4    low 32 bits of xxh3-64 of octets 0..40 (header check)
+//! 44      4    reserved, zero
+//! 48      …    body
+//! ```
+//!
+//! Files are written under a temporary name in the target folder, fsynced and
+//! renamed, so a reader never sees a partial product. The reader maps the file and
+//! checks the header, length and body checksum before yielding any record, so a
+//! truncated or corrupted file is an error naming the file, never wrong data.
+
+use crate::records::{Record, RecordKind};
+use memmap2::Mmap;
+use std::fs::File;
+use std::io::{self, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+/// Magic number at the start of every product file.
+pub const MAGIC: [u8; 8] = *b"MERIDPRD";
+/// Current format version.
+pub const FORMAT_VERSION: u16 = 1;
+/// Header length in octets.
+pub const HEADER_LEN: usize = 48;
+const CODEC_BINCODE_ZSTD: u8 = 1;
+/// Default zstd level: fast to write, still compact for sample data.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// What can go wrong reading or writing a product file. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a Meridian product file (bad magic)")]
+    NotAProduct { path: PathBuf },
+    #[error(
+        "{path}: product format version {found} is not supported (this build reads {FORMAT_VERSION})"
+    )]
+    UnsupportedVersion { path: PathBuf, found: u16 },
+    #[error("{path}: holds {found} records, expected {expected}")]
+    KindMismatch {
+        path: PathBuf,
+        expected: RecordKind,
+        found: String,
+    },
+    #[error("{path}: truncated: {detail}")]
+    Truncated { path: PathBuf, detail: String },
+    #[error("{path}: corrupted: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+impl ProductError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        ProductError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+    fn corrupt(path: &Path, detail: impl Into<String>) -> Self {
+        ProductError::Corrupt {
+            path: path.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The decoded header of a product file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: RecordKind,
+    pub record_count: u64,
+    pub body_len: u64,
+    pub body_checksum: u64,
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[8..10].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+        h[10] = self.kind as u8;
+        h[11] = CODEC_BINCODE_ZSTD;
+        h[16..24].copy_from_slice(&self.record_count.to_be_bytes());
+        h[24..32].copy_from_slice(&self.body_len.to_be_bytes());
+        h[32..40].copy_from_slice(&self.body_checksum.to_be_bytes());
+        let check = xxh3_64(&h[0..40]) as u32;
+        h[40..44].copy_from_slice(&check.to_be_bytes());
+        h
+    }
+
+    fn decode(path: &Path, bytes: &[u8]) -> Result<Header, ProductError> {
+        if bytes.len() < MAGIC.len() || bytes[0..8] != MAGIC {
+            return Err(ProductError::NotAProduct {
+                path: path.to_owned(),
+            });
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(ProductError::Truncated {
+                path: path.to_owned(),
+                detail: format!(
+                    "{} octets, shorter than the {HEADER_LEN}-octet header",
+                    bytes.len()
+                ),
+            });
+        }
+        let be_u64 =
+            |r: std::ops::Range<usize>| u64::from_be_bytes(bytes[r].try_into().expect("8 octets"));
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if version != FORMAT_VERSION {
+            return Err(ProductError::UnsupportedVersion {
+                path: path.to_owned(),
+                found: version,
+            });
+        }
+        let check = u32::from_be_bytes(bytes[40..44].try_into().expect("4 octets"));
+        if check != xxh3_64(&bytes[0..40]) as u32 {
+            return Err(ProductError::corrupt(path, "header checksum mismatch"));
+        }
+        let kind = RecordKind::from_u8(bytes[10]).ok_or_else(|| {
+            ProductError::corrupt(path, format!("unknown record kind {}", bytes[10]))
+        })?;
+        if bytes[11] != CODEC_BINCODE_ZSTD {
+            return Err(ProductError::corrupt(
+                path,
+                format!("unknown body codec {}", bytes[11]),
+            ));
+        }
+        Ok(Header {
+            kind,
+            record_count: be_u64(16..24),
+            body_len: be_u64(24..32),
+            body_checksum: be_u64(32..40),
+        })
+    }
+}
+
+/// The one place that knows how records become bytes. bincode 2 is no longer
+/// developed (3.0 is a `compile_error!`), so it is confined here: swapping it
+/// means changing these two functions and bumping the codec byte.
+mod codec {
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::io::Read;
+
+    pub fn encode<R: Serialize>(record: &R, out: &mut Vec<u8>) -> Result<(), String> {
+        bincode::serde::encode_into_std_write(record, out, bincode::config::standard())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn decode<R: DeserializeOwned>(input: &mut impl Read) -> Result<R, String> {
+        bincode::serde::decode_from_std_read(input, bincode::config::standard())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Counts and hashes what passes through to the file.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Xxh3,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where a product was written and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenProduct {
+    pub path: PathBuf,
+    pub header: Header,
+}
+
+/// Streams records of one kind into a product file, atomically: nothing appears
+/// under the final name until [`ProductWriter::finish`] succeeds, and a writer
+/// dropped without finishing removes its temporary file.
+pub struct ProductWriter<R: Record> {
+    path: PathBuf,
+    tmp: TempFile,
+    encoder: Option<zstd::Encoder<'static, HashingWriter<BufWriter<File>>>>,
+    count: u64,
+    scratch: Vec<u8>,
+    _kind: PhantomData<fn(R)>,
+}
+
+impl<R: Record> ProductWriter<R> {
+    /// Starts a product at `path` (its folder must exist) with the default level.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, ProductError> {
+        Self::with_level(path, DEFAULT_ZSTD_LEVEL)
+    }
+
+    /// Starts a product with a chosen zstd level.
+    pub fn with_level(path: impl AsRef<Path>, level: i32) -> Result<Self, ProductError> {
+        let path = path.as_ref().to_owned();
+        let tmp = TempFile::create_beside(&path)?;
+        let mut file = tmp
+            .file
+            .try_clone()
+            .map_err(|e| ProductError::io(&tmp.path, e))?;
+        file.write_all(&[0u8; HEADER_LEN])
+            .map_err(|e| ProductError::io(&tmp.path, e))?;
+        let sink = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Xxh3::new(),
+            written: 0,
+        };
+        let encoder =
+            zstd::Encoder::new(sink, level).map_err(|e| ProductError::io(&tmp.path, e))?;
+        Ok(Self {
+            path,
+            tmp,
+            encoder: Some(encoder),
+            count: 0,
+            scratch: Vec::new(),
+            _kind: PhantomData,
+        })
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: &R) -> Result<(), ProductError> {
+        self.scratch.clear();
+        codec::encode(record, &mut self.scratch)
+            .map_err(|e| ProductError::corrupt(&self.path, e))?;
+        let enc = self.encoder.as_mut().expect("encoder present until finish");
+        enc.write_all(&self.scratch)
+            .map_err(|e| ProductError::io(&self.tmp.path, e))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Completes the body, writes the header, fsyncs and renames into place.
+    pub fn finish(mut self) -> Result<WrittenProduct, ProductError> {
+        let tmp_path = self.tmp.path.clone();
+        let io = |e| ProductError::io(&tmp_path, e);
+        let encoder = self.encoder.take().expect("encoder present until finish");
+        let mut sink = encoder.finish().map_err(io)?;
+        sink.flush().map_err(io)?;
+        let header = Header {
+            kind: R::KIND,
+            record_count: self.count,
+            body_len: sink.written,
+            body_checksum: sink.hasher.digest(),
+        };
+        let mut file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&header.encode()).map_err(io)?;
+        self.tmp.persist(&self.path)?;
+        Ok(WrittenProduct {
+            path: self.path.clone(),
+            header,
+        })
+    }
+}
+
+/// Writes all of `records` to a product at `path` in one call.
+pub fn write_all<'a, R: Record>(
+    path: impl AsRef<Path>,
+    records: impl IntoIterator<Item = &'a R>,
+) -> Result<WrittenProduct, ProductError> {
+    let mut w = ProductWriter::<R>::create(path)?;
+    for r in records {
+        w.push(r)?;
+    }
+    w.finish()
+}
+
+/// A product file mapped and verified, ready to stream its records.
+pub struct ProductReader<R: Record> {
+    path: PathBuf,
+    header: Header,
+    decoder: zstd::Decoder<'static, Cursor<Mmap>>,
+    remaining: u64,
+    _kind: PhantomData<fn() -> R>,
+}
+
+/// Reads and checks only the header of a product file (for tools that dispatch on kind).
+pub fn read_header(path: impl AsRef<Path>) -> Result<Header, ProductError> {
+    let path = path.as_ref();
+    let mut f = File::open(path).map_err(|e| ProductError::io(path, e))?;
+    let mut buf = Vec::with_capacity(HEADER_LEN);
+    Read::by_ref(&mut f)
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| ProductError::io(path, e))?;
+    Header::decode(path, &buf)
+}
+
+impl<R: Record> ProductReader<R> {
+    /// Opens, maps and verifies a product file of kind `R`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ProductError> {
+        let path = path.as_ref().to_owned();
+        let file = File::open(&path).map_err(|e| ProductError::io(&path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ProductError::io(&path, e))?
+            .len();
+        if len < HEADER_LEN as u64 {
+            let mut buf = Vec::new();
+            (&file)
+                .read_to_end(&mut buf)
+                .map_err(|e| ProductError::io(&path, e))?;
+            return Err(Header::decode(&path, &buf).err().unwrap_or_else(|| {
+                ProductError::Truncated {
+                    path: path.clone(),
+                    detail: "shorter than its header".into(),
+                }
+            }));
+        }
+        // SAFETY: product files are written once under a temporary name and renamed
+        // into place; nothing of ours modifies a published file while it is mapped.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| ProductError::io(&path, e))?;
+        let header = Header::decode(&path, &map)?;
+        if header.kind != R::KIND {
+            return Err(ProductError::KindMismatch {
+                path,
+                expected: R::KIND,
+                found: header.kind.to_string(),
+            });
+        }
+        let actual_body = len - HEADER_LEN as u64;
+        if actual_body < header.body_len {
+            return Err(ProductError::Truncated {
+                path,
+                detail: format!("body has {actual_body} of {} octets", header.body_len),
+            });
+        }
+        if actual_body > header.body_len {
+            return Err(ProductError::corrupt(
+                &path,
+                format!(
+                    "{} trailing octets after the body",
+                    actual_body - header.body_len
+                ),
+            ));
+        }
+        if xxh3_64(&map[HEADER_LEN..]) != header.body_checksum {
+            return Err(ProductError::corrupt(&path, "body checksum mismatch"));
+        }
+        let mut cursor = Cursor::new(map);
+        cursor.set_position(HEADER_LEN as u64);
+        let decoder = zstd::Decoder::with_buffer(cursor).map_err(|e| ProductError::io(&path, e))?;
+        Ok(Self {
+            path,
+            remaining: header.record_count,
+            header,
+            decoder,
+            _kind: PhantomData,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next_record(&mut self) -> Result<Option<R>, ProductError> {
+        if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            return match self.decoder.read(&mut probe) {
+                Ok(0) => Ok(None),
+                Ok(_) => Err(ProductError::corrupt(
+                    &self.path,
+                    "more data than the header's record count",
+                )),
+                Err(e) => Err(ProductError::corrupt(
+                    &self.path,
+                    format!("body does not decompress: {e}"),
+                )),
+            };
+        }
+        let index = self.header.record_count - self.remaining;
+        let record = codec::decode::<R>(&mut self.decoder)
+            .map_err(|e| ProductError::corrupt(&self.path, format!("record {index}: {e}")))?;
+        self.remaining -= 1;
+        Ok(Some(record))
+    }
+}
+
+impl<R: Record> Iterator for ProductReader<R> {
+    type Item = Result<R, ProductError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_record() {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => None,
+            Err(e) => {
+                self.remaining = 0;
+                // Drop to an exhausted decoder so iteration ends after the error.
+                self.decoder =
+                    zstd::Decoder::with_buffer(Cursor::new(empty_map())).expect("empty decoder");
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn empty_map() -> Mmap {
+    memmap2::MmapOptions::new()
+        .len(0)
+        .map_anon()
+        .expect("empty anonymous map")
+        .make_read_only()
+        .expect("read-only")
+}
+
+/// Reads every record of a product file into memory.
+pub fn read_all<R: Record>(path: impl AsRef<Path>) -> Result<Vec<R>, ProductError> {
+    ProductReader::<R>::open(path)?.collect()
+}
+
+/// A file under a unique temporary name beside its final path; removed on drop
+/// unless persisted.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+    fn create_beside(target: &Path) -> Result<Self, ProductError> {
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .ok_or_else(|| ProductError::io(target, io::Error::other("no file name")))?;
+        let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!(
+            ".{}.{}-{}.tmp",
+            name.to_string_lossy(),
+            std::process::id(),
+            unique
+        );
+        let path = dir.join(tmp_name);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| ProductError::io(&path, e))?;
+        Ok(Self {
+            path,
+            file,
+            persisted: false,
+        })
+    }
+
+    fn persist(&mut self, target: &Path) -> Result<(), ProductError> {
+        self.file
+            .sync_all()
+            .map_err(|e| ProductError::io(&self.path, e))?;
+        std::fs::rename(&self.path, target).map_err(|e| ProductError::io(target, e))?;
+        self.persisted = true;
+        sync_parent(target).map_err(|e| ProductError::io(target, e))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically (temporary name, fsync, rename, fsync of the
+/// folder): for manifests, reports and anything else that must never look complete
+/// when it is not.
+pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), ProductError> {
+    let path = path.as_ref();
+    let mut tmp = TempFile::create_beside(path)?;
+    tmp.file
+        .write_all(bytes)
+        .map_err(|e| ProductError::io(&tmp.path, e))?;
+    tmp.persist(path)
+}
+
+/// Prints every record of a product file as JSON Lines (ICD §9), each object with
+/// its `"kind"` first. Returns the number of records written.
+pub fn dump_jsonl(path: impl AsRef<Path>, out: &mut dyn Write) -> Result<u64, ProductError> {
+    use crate::records::*;
+    let path = path.as_ref();
+    let header = read_header(path)?;
+    match header.kind {
+        RecordKind::Window => dump_kind::<Window>(path, out),
+        RecordKind::Attitude => dump_kind::<Attitude>(path, out),
+        RecordKind::Hk => dump_kind::<Hk>(path, out),
+        RecordKind::UnknownPacket => dump_kind::<UnknownPacket>(path, out),
+        RecordKind::Quarantine => dump_kind::<Quarantine>(path, out),
+        RecordKind::Gap => dump_kind::<Gap>(path, out),
+        RecordKind::Observation => dump_kind::<Observation>(path, out),
+        RecordKind::Transit => dump_kind::<Transit>(path, out),
+        RecordKind::Match => dump_kind::<Match>(path, out),
+        RecordKind::HealthEvent => dump_kind::<HealthEvent>(path, out),
+    }
+}
+
+fn dump_kind<R: Record>(path: &Path, out: &mut dyn Write) -> Result<u64, ProductError> {
+    let mut n = 0;
+    let io = |e: io::Error| ProductError::io(path, e);
+    for record in ProductReader::<R>::open(path)? {
+        let record = record?;
+        let mut object = serde_json::Map::new();
+        object.insert("kind".into(), R::KIND.as_str().into());
+        match serde_json::to_value(&record)
+            .map_err(|e| ProductError::corrupt(path, e.to_string()))?
+        {
+            serde_json::Value::Object(fields) => object.extend(fields),
+            other => {
+                object.insert("value".into(), other);
+            }
+        }
+        serde_json::to_writer(&mut *out, &object).map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Product files (by header magic) under `path`: the file itself, or every file
+/// in the folder tree, in name order so output is deterministic.
+pub fn find_products(path: impl AsRef<Path>) -> Result<Vec<PathBuf>, ProductError> {
+    let path = path.as_ref();
+    let meta = std::fs::metadata(path).map_err(|e| ProductError::io(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| ProductError::io(path, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ProductError::io(path, e))?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            out.extend(find_products(&entry)?);
+        } else if is_product(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+fn is_product(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == MAGIC
+}
