@@ -5,6 +5,7 @@
 //! centre can link a single stage and still speak the same types.
 
 pub mod geom;
+pub mod instrument;
 pub mod product;
 pub mod records;
 pub mod stage;
