@@ -52,7 +52,7 @@ pub fn fov_azimuth_rad(fov: u8) -> Option<f64> {
 
 /// Along-scan field angle η of strip s: `(4 − s) × 291″`, radians.
 pub fn strip_eta_rad(strip: u8) -> Option<f64> {
-    (strip < N_STRIPS).then(|| (4.0 - strip as f64) * STRIP_PITCH_ARCSEC * RAD_PER_ARCSEC)
+    (strip < N_STRIPS).then_some((4.0 - strip as f64) * STRIP_PITCH_ARCSEC * RAD_PER_ARCSEC)
 }
 
 /// Across-scan angle ζ of row r's centre: `(r − 4) × 360″`, radians.
