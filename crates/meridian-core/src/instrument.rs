@@ -58,7 +58,7 @@ pub fn strip_eta_rad(strip: u8) -> Option<f64> {
 /// Across-scan angle ζ of row r's centre: `(r − 4) × 360″`, radians.
 pub fn row_zeta_rad(row: u8) -> Option<f64> {
     ROWS.contains(&row)
-        .then(|| (row as f64 - 4.0) * ROW_PITCH_ARCSEC * RAD_PER_ARCSEC)
+        .then_some((row as f64 - 4.0) * ROW_PITCH_ARCSEC * RAD_PER_ARCSEC)
 }
 
 /// Across-scan angle of a window centre: `ζ_r + (ac − 982.5) × 176.8 mas`, radians.
