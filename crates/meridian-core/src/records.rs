@@ -324,6 +324,11 @@ pub struct Transit {
     /// Added: along-scan and across-scan position uncertainty in mas.
     pub sigma_al_mas: Option<f64>,
     pub sigma_ac_mas: Option<f64>,
+    /// Added: position angle (degrees east of north, [0, 360)) of the along-scan
+    /// direction in which the star image moves at `t_obs_ns`, from the attitude
+    /// (the ICRS image of the SRS direction −∂u/∂φ). Health splits residuals into
+    /// along-scan and across-scan with it. None without position.
+    pub scan_pa_deg: Option<f64>,
 }
 record!(Transit, Transit);
 
@@ -336,6 +341,11 @@ pub struct Match {
     pub n_candidates: u32,
     pub ambiguous: Vec<i64>,
     pub new_source: Option<u64>,
+    /// Added: the matched source's catalogue position propagated to the
+    /// transit's epoch (ICD §7), degrees; None if unmatched. Health computes
+    /// residuals from it without needing the catalogue.
+    pub ra_cat: Option<f64>,
+    pub dec_cat: Option<f64>,
 }
 record!(Match, Match);
 
