@@ -1,0 +1,192 @@
+//! From image parameters to the sky: the `observation` record of a window and the
+//! `transit` record of a transit's windows (ICD §5 "Direction", §9).
+//!
+//! Transit uncertainties: along scan, each window's centroid error (samples)
+//! becomes an angle through the nominal scan rate (1 sample = 58.968 mas); the
+//! transit is the unweighted mean of n window directions, so
+//! `sigma_al_mas = √(Σ σ_i²) / n`. Across scan the position is the window centre,
+//! known to a 176.8-mas pixel: a uniform error of σ = 176.8/√12 = 51.04 mas that
+//! all windows of a transit share (they sit on the same pixel column), so
+//! averaging does not reduce it and `sigma_ac_mas` is that value.
+
+use crate::attitude::AttitudeSeries;
+use crate::fit::ImageParams;
+use meridian_core::instrument::{
+    AC_PIXEL_MAS, SAMPLE_PERIOD_NS, SPIN_RATE_ARCSEC_PER_S, mag_from_flux, observation_time_ns,
+    srs_direction,
+};
+use meridian_core::records::{Observation, Transit, Window};
+use meridian_core::{Flag, Flags, Vec3};
+
+/// Along-scan angle the sky moves in one sample period at the nominal scan rate.
+pub const MAS_PER_SAMPLE: f64 = SAMPLE_PERIOD_NS as f64 * 1e-9 * SPIN_RATE_ARCSEC_PER_S * 1000.0;
+
+/// Across-scan position error of a window centre: a uniform pixel, mas.
+pub fn across_scan_sigma_mas() -> f64 {
+    AC_PIXEL_MAS / 12f64.sqrt()
+}
+
+/// A window's observation record together with its ICRS direction (present
+/// exactly when the observation has a position).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub observation: Observation,
+    pub direction: Option<Vec3>,
+    /// ICRS unit vector along which the star image moves (decreasing SRS
+    /// azimuth), present with `direction`.
+    pub scan_direction: Option<Vec3>,
+    /// `obt_ns` of the window (sample 0), to order a transit's windows.
+    pub window_obt_ns: u64,
+}
+
+/// The observation of one window: its image parameters, time and direction.
+///
+/// ra/dec are null when the fit failed, when there is no attitude at `t_obs`
+/// (flag `no_attitude`), or when the window's strip, row, fov or ac lie outside
+/// ICD §4.1 (flag `no_position`: the direction cannot be formed).
+pub fn locate_window(window: &Window, fit: &ImageParams, attitude: &AttitudeSeries) -> Located {
+    let t_obs_ns = observation_time_ns(window.obt_ns, fit.centroid);
+    let mut flags = fit.flags;
+    let srs = srs_direction(window.fov, window.strip, window.row, window.ac);
+    if srs.is_none() {
+        flags.insert(Flag::NoPosition);
+    }
+    let q = attitude.at(t_obs_ns);
+    if q.is_none() {
+        flags.insert(Flag::NoAttitude);
+    }
+    let (direction, scan_direction) = match (srs, q) {
+        (Some(u), Some(q)) if fit.is_valid() => {
+            // −∂u/∂φ normalised: the along-scan motion of a fixed star.
+            let motion = Vec3::new(u.y, -u.x, 0.0).normalized();
+            (Some(q.rotate(u)), Some(q.rotate(motion)))
+        }
+        _ => (None, None),
+    };
+    let radec = direction.map(|d| d.to_radec_deg());
+    Located {
+        observation: Observation {
+            transit_id: window.transit_id,
+            strip: window.strip,
+            row: window.row,
+            fov: window.fov,
+            t_obs_ns,
+            centroid: fit.centroid,
+            centroid_err: fit.centroid_err,
+            flux: fit.flux,
+            flux_err: fit.flux_err,
+            background: fit.background,
+            ra: radec.map(|r| r.0),
+            dec: radec.map(|r| r.1),
+            flags,
+            ac: window.ac,
+        },
+        direction,
+        scan_direction,
+        window_obt_ns: window.obt_ns,
+    }
+}
+
+/// The transit record of all windows of one transit (any order, at least one).
+///
+/// Position: normalised mean of the directions of windows with a position; time:
+/// mean of their `t_obs` (of all windows' when none has a position); `mag`: from
+/// the mean flux of windows with a valid fit; `n_windows`: windows received.
+/// Flags: `no_position` when no window has a position, `saturated` when any
+/// window is saturated.
+pub fn transit_record(windows: &[Located]) -> Transit {
+    let first = windows
+        .iter()
+        .min_by_key(|w| (w.window_obt_ns, w.observation.strip))
+        .expect("a transit has at least one window");
+    let with_position: Vec<&Located> = windows.iter().filter(|w| w.direction.is_some()).collect();
+    let timed = if with_position.is_empty() {
+        windows.iter().collect()
+    } else {
+        with_position.clone()
+    };
+    let t_obs_ns = mean_time(timed.iter().map(|w| w.observation.t_obs_ns));
+
+    let mut flags = Flags::EMPTY;
+    if windows
+        .iter()
+        .any(|w| w.observation.flags.contains(Flag::Saturated))
+    {
+        flags.insert(Flag::Saturated);
+    }
+    let (mut ra, mut dec, mut sigma_al, mut sigma_ac, mut scan_pa) = (None, None, None, None, None);
+    if with_position.is_empty() {
+        flags.insert(Flag::NoPosition);
+    } else {
+        let sum = with_position.iter().fold(Vec3::default(), |acc, w| {
+            acc + w.direction.expect("filtered")
+        });
+        let position = sum.normalized();
+        let (r, d) = position.to_radec_deg();
+        let motion = with_position
+            .iter()
+            .filter_map(|w| w.scan_direction)
+            .fold(Vec3::default(), |acc, m| acc + m);
+        scan_pa = position_angle_deg(position, motion);
+        ra = Some(r);
+        dec = Some(d);
+        let n = with_position.len() as f64;
+        let var: f64 = with_position
+            .iter()
+            .map(|w| (w.observation.centroid_err * MAS_PER_SAMPLE).powi(2))
+            .sum();
+        sigma_al = Some(var.sqrt() / n);
+        sigma_ac = Some(across_scan_sigma_mas());
+    }
+
+    let fluxes: Vec<f64> = windows
+        .iter()
+        .filter(|w| !w.observation.flags.contains(Flag::FitFailed))
+        .map(|w| w.observation.flux)
+        .collect();
+    let mag = (!fluxes.is_empty())
+        .then(|| mag_from_flux(fluxes.iter().sum::<f64>() / fluxes.len() as f64))
+        .flatten();
+
+    Transit {
+        transit_id: first.observation.transit_id,
+        fov: first.observation.fov,
+        row: first.observation.row,
+        t_obs_ns,
+        ra,
+        dec,
+        n_windows: windows.len() as u32,
+        mag,
+        flags,
+        sigma_al_mas: sigma_al,
+        sigma_ac_mas: sigma_ac,
+        scan_pa_deg: scan_pa,
+    }
+}
+
+/// Position angle (degrees east of north, [0, 360)) of the tangent direction
+/// `along` at `position`; None if `along` has no tangent component. Uses the
+/// pole-safe local frame from (ra, dec), so it is defined even at the poles.
+pub fn position_angle_deg(position: Vec3, along: Vec3) -> Option<f64> {
+    let (ra, dec) = position.to_radec_rad();
+    let east = Vec3::new(-ra.sin(), ra.cos(), 0.0);
+    let north = Vec3::new(-dec.sin() * ra.cos(), -dec.sin() * ra.sin(), dec.cos());
+    let (e, n) = (along.dot(east), along.dot(north));
+    if e == 0.0 && n == 0.0 {
+        return None;
+    }
+    let mut pa = e.atan2(n).to_degrees();
+    if pa < 0.0 {
+        pa += 360.0;
+    }
+    if pa >= 360.0 {
+        pa = 0.0;
+    }
+    Some(pa)
+}
+
+/// Mean of integer times, rounded to the nearest ns, without overflow.
+fn mean_time(times: impl Iterator<Item = u64>) -> u64 {
+    let (sum, n) = times.fold((0u128, 0u128), |(s, n), t| (s + t as u128, n + 1));
+    (sum + n / 2).checked_div(n).unwrap_or(0) as u64
+}

@@ -1,0 +1,109 @@
+//! A fast, tabulated line spread function: Φ(x) and φ(x) of the standard normal
+//! by cubic Hermite interpolation, so a window fit costs table look-ups instead
+//! of `erfc` and `exp` calls.
+//!
+//! Nodes are 1/64 apart on [−9, 9]; Hermite interpolation with exact derivatives
+//! keeps the absolute error of Φ and φ below 1e-9 (checked by a test against
+//! `libm`), i.e. below 0.05 e⁻ even for the brightest star's 5·10⁷ e⁻.
+
+use std::sync::OnceLock;
+
+/// Beyond ±X_MAX, Φ is 0 or 1 and φ is 0 to better than 1e-18.
+const X_MAX: f64 = 9.0;
+/// Nodes per unit of x.
+const PER_UNIT: f64 = 64.0;
+const STEP: f64 = 1.0 / PER_UNIT;
+const N_NODES: usize = (2.0 * X_MAX * PER_UNIT) as usize + 2;
+
+/// Φ, φ and φ' = −xφ at each node.
+struct Table {
+    nodes: Vec<[f64; 3]>,
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let nodes = (0..N_NODES)
+            .map(|j| {
+                let x = -X_MAX + j as f64 * STEP;
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                [meridian_core::instrument::normal_cdf(x), pdf, -x * pdf]
+            })
+            .collect();
+        Table { nodes }
+    })
+}
+
+/// A handle on the table; cheap to copy, so hot loops fetch it once.
+#[derive(Clone, Copy)]
+pub struct NormalTable {
+    nodes: &'static [[f64; 3]],
+}
+
+impl Default for NormalTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NormalTable {
+    pub fn new() -> Self {
+        Self {
+            nodes: &table().nodes,
+        }
+    }
+
+    /// `(Φ(x), φ(x))` of the standard normal.
+    #[inline]
+    pub fn cdf_pdf(self, x: f64) -> (f64, f64) {
+        let u = (x + X_MAX) * PER_UNIT;
+        if u.is_nan() || u < 0.0 {
+            return (0.0, 0.0);
+        }
+        if u >= (N_NODES - 2) as f64 {
+            return (1.0, 0.0);
+        }
+        let j = u as usize;
+        let t = u - j as f64;
+        let a = self.nodes[j];
+        let b = self.nodes[j + 1];
+        // Cubic Hermite basis on [0, 1].
+        let t2 = t * t;
+        let t3 = t2 * t;
+        let h00 = 2.0 * t3 - 3.0 * t2 + 1.0;
+        let h10 = t3 - 2.0 * t2 + t;
+        let h01 = -2.0 * t3 + 3.0 * t2;
+        let h11 = t3 - t2;
+        let cdf = h00 * a[0] + h10 * STEP * a[1] + h01 * b[0] + h11 * STEP * b[1];
+        let pdf = h00 * a[1] + h10 * STEP * a[2] + h01 * b[1] + h11 * STEP * b[2];
+        (cdf, pdf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_libm_to_1e_9() {
+        let t = NormalTable::new();
+        let mut worst: f64 = 0.0;
+        let mut x = -10.0;
+        while x <= 10.0 {
+            let (c, p) = t.cdf_pdf(x);
+            let exact_c = meridian_core::instrument::normal_cdf(x);
+            let exact_p = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            worst = worst.max((c - exact_c).abs()).max((p - exact_p).abs());
+            x += 0.000_731;
+        }
+        assert!(worst < 1e-9, "worst error {worst:e}");
+    }
+
+    #[test]
+    fn non_finite_arguments_are_safe() {
+        let t = NormalTable::new();
+        assert_eq!(t.cdf_pdf(f64::NAN), (0.0, 0.0));
+        assert_eq!(t.cdf_pdf(f64::INFINITY), (1.0, 0.0));
+        assert_eq!(t.cdf_pdf(f64::NEG_INFINITY), (0.0, 0.0));
+    }
+}
