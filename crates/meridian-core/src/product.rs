@@ -516,42 +516,57 @@ pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Pro
     tmp.persist(path)
 }
 
-/// Prints every record of a product file as JSON Lines (ICD §9), each object with
-/// its `"kind"` first. Returns the number of records written.
-pub fn dump_jsonl(path: impl AsRef<Path>, out: &mut dyn Write) -> Result<u64, ProductError> {
+/// Records of a product file as JSON objects (ICD §9 field names), each with its
+/// `"kind"` first, whatever the file's kind: for dumps, comparisons and tools
+/// that do not care about the Rust type.
+pub fn json_records(path: impl AsRef<Path>) -> Result<JsonRecords, ProductError> {
     use crate::records::*;
     let path = path.as_ref();
     let header = read_header(path)?;
-    match header.kind {
-        RecordKind::Window => dump_kind::<Window>(path, out),
-        RecordKind::Attitude => dump_kind::<Attitude>(path, out),
-        RecordKind::Hk => dump_kind::<Hk>(path, out),
-        RecordKind::UnknownPacket => dump_kind::<UnknownPacket>(path, out),
-        RecordKind::Quarantine => dump_kind::<Quarantine>(path, out),
-        RecordKind::Gap => dump_kind::<Gap>(path, out),
-        RecordKind::Observation => dump_kind::<Observation>(path, out),
-        RecordKind::Transit => dump_kind::<Transit>(path, out),
-        RecordKind::Match => dump_kind::<Match>(path, out),
-        RecordKind::HealthEvent => dump_kind::<HealthEvent>(path, out),
-    }
+    Ok(match header.kind {
+        RecordKind::Window => json_iter::<Window>(path)?,
+        RecordKind::Attitude => json_iter::<Attitude>(path)?,
+        RecordKind::Hk => json_iter::<Hk>(path)?,
+        RecordKind::UnknownPacket => json_iter::<UnknownPacket>(path)?,
+        RecordKind::Quarantine => json_iter::<Quarantine>(path)?,
+        RecordKind::Gap => json_iter::<Gap>(path)?,
+        RecordKind::Observation => json_iter::<Observation>(path)?,
+        RecordKind::Transit => json_iter::<Transit>(path)?,
+        RecordKind::Match => json_iter::<Match>(path)?,
+        RecordKind::HealthEvent => json_iter::<HealthEvent>(path)?,
+    })
 }
 
-fn dump_kind<R: Record>(path: &Path, out: &mut dyn Write) -> Result<u64, ProductError> {
-    let mut n = 0;
-    let io = |e: io::Error| ProductError::io(path, e);
-    for record in ProductReader::<R>::open(path)? {
-        let record = record?;
+/// Iterator over a product file's records as JSON objects.
+pub type JsonRecords =
+    Box<dyn Iterator<Item = Result<serde_json::Map<String, serde_json::Value>, ProductError>>>;
+
+fn json_iter<R: Record>(path: &Path) -> Result<JsonRecords, ProductError> {
+    let owned = path.to_owned();
+    let reader = ProductReader::<R>::open(path)?;
+    Ok(Box::new(reader.map(move |record| {
         let mut object = serde_json::Map::new();
         object.insert("kind".into(), R::KIND.as_str().into());
-        match serde_json::to_value(&record)
-            .map_err(|e| ProductError::corrupt(path, e.to_string()))?
+        match serde_json::to_value(&record?)
+            .map_err(|e| ProductError::corrupt(&owned, e.to_string()))?
         {
             serde_json::Value::Object(fields) => object.extend(fields),
             other => {
                 object.insert("value".into(), other);
             }
         }
-        serde_json::to_writer(&mut *out, &object).map_err(|e| io(e.into()))?;
+        Ok(object)
+    })))
+}
+
+/// Prints every record of a product file as JSON Lines (ICD §9), each object with
+/// its `"kind"` first. Returns the number of records written.
+pub fn dump_jsonl(path: impl AsRef<Path>, out: &mut dyn Write) -> Result<u64, ProductError> {
+    let path = path.as_ref();
+    let io = |e: io::Error| ProductError::io(path, e);
+    let mut n = 0;
+    for object in json_records(path)? {
+        serde_json::to_writer(&mut *out, &object?).map_err(|e| io(e.into()))?;
         out.write_all(b"\n").map_err(io)?;
         n += 1;
     }
