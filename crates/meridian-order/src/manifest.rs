@@ -82,6 +82,10 @@ pub struct ChunkEntry {
     pub status: ChunkStatus,
     /// The run (1-based) that wrote this version.
     pub run: u64,
+    /// Added: the run (1-based) in which `status` last changed (a chunk can turn
+    /// complete or final without its content changing).
+    #[serde(default)]
+    pub status_run: u64,
 }
 
 /// The whole ordered folder's state as of its latest run.
@@ -94,6 +98,36 @@ pub struct Manifest {
     pub run: u64,
     /// Every current chunk, sorted by (stream, start_obt_ns).
     pub chunks: Vec<ChunkEntry>,
+    /// Added: chunks whose interval ends at or before this OBT are `final`
+    /// (the largest `--close-before` ever given to this folder).
+    #[serde(default)]
+    pub close_before_obt_ns: Option<u64>,
+    /// Added: number of `gap` records in `gaps.mprod`.
+    #[serde(default)]
+    pub gaps: u64,
+    /// Added: number of packet keys delivered with different bytes (see `conflicts.json`).
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Added: packets received and missing per APID per OBT hour.
+    #[serde(default)]
+    pub completeness: Vec<HourCompleteness>,
+}
+
+/// Sequence-count completeness of one APID over one OBT hour (aligned to the epoch).
+///
+/// Missing packets of a gap are spread evenly over the gap's time span
+/// (`after_obt_ns`, `before_obt_ns`) to assign them to hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourCompleteness {
+    pub apid: u16,
+    /// Start of the hour, OBT ns (a multiple of 3600 s).
+    pub hour_start_obt_ns: u64,
+    /// Distinct packets received with a packet time in the hour.
+    pub received: u64,
+    /// Packets missing according to the sequence counts.
+    pub missing: u64,
+    /// `received / (received + missing)`.
+    pub completeness: f64,
 }
 
 impl Manifest {
@@ -129,6 +163,28 @@ impl Manifest {
     /// Chunks written by runs after `run` (what changed since then).
     pub fn changed_since(&self, run: u64) -> impl Iterator<Item = &ChunkEntry> {
         self.chunks.iter().filter(move |c| c.run > run)
+    }
+
+    /// Chunks whose content or status changed in runs after `run`.
+    pub fn changed_or_restatused_since(&self, run: u64) -> impl Iterator<Item = &ChunkEntry> {
+        self.chunks
+            .iter()
+            .filter(move |c| c.run > run || c.status_run > run)
+    }
+
+    /// The manifest without its run bookkeeping (`run`, `version`, `path`,
+    /// `status_run`): a pure function of the set of deliveries consumed, the chunk
+    /// length and the close-before time, whatever the order or grouping of runs.
+    pub fn content_view(&self) -> Manifest {
+        let mut m = self.clone();
+        m.run = 0;
+        for c in &mut m.chunks {
+            c.version = 0;
+            c.run = 0;
+            c.status_run = 0;
+            c.path = PathBuf::new();
+        }
+        m
     }
 }
 
