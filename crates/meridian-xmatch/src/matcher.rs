@@ -1,0 +1,345 @@
+//! The cross-match of transits against an [`Index`] (ICD §8), in parallel.
+//!
+//! Transits are grouped by HEALPix cell (a little coarser than the index's
+//! cells) so that each group reads a compact part of the mapped index once; the
+//! groups run on rayon's pool. For each group and tier the search cone is the
+//! group cell's bounding cone widened by the match radius plus the tier's
+//! proper-motion margin `max |µ| × max |Δt|`; within it each transit scans only
+//! the cells whose bounding cone can reach it, prefilters sources by chord
+//! distance at their reference epoch, and decides with the exactly propagated
+//! position (ICD §7) and [`Vec3::angle_to`]. Every transit's result depends only
+//! on that transit and the index, so the output is the same for any number of
+//! threads or any input order.
+//!
+//! A candidate lies *within* the radius when its separation is ≤ the radius.
+
+use crate::index::{Index, N_TIERS, Tier};
+use crate::propagate::propagate;
+use cdshealpix::nested;
+use meridian_core::Vec3;
+use meridian_core::geom::{MAS_PER_RAD, RAD_PER_ARCSEC, RAD_PER_MAS};
+use meridian_core::records::{Match, Transit};
+use meridian_core::time::julian_epoch_tt;
+use rayon::prelude::*;
+use std::f64::consts::PI;
+
+/// Default match radius (ICD §8).
+pub const DEFAULT_RADIUS_ARCSEC: f64 = 1.0;
+/// Largest accepted match radius: wider cones are not a cross-match any more.
+pub const MAX_RADIUS_ARCSEC: f64 = 3600.0;
+
+/// What can go wrong matching.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatchError {
+    #[error("match radius {0}″ must be positive and at most {MAX_RADIUS_ARCSEC}″")]
+    BadRadius(f64),
+    #[error("transit_id {0} appears more than once among the transits to match")]
+    DuplicateTransit(u64),
+}
+
+/// A transit reduced to what the match needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransitPos {
+    pub transit_id: u64,
+    /// Unit vector of the transit's position.
+    pub pos: Vec3,
+    /// Julian epoch (TT) of the transit, for propagation.
+    pub epoch: f64,
+}
+
+impl TransitPos {
+    /// The transit's position and epoch, or None when it has no (finite)
+    /// position: such a transit takes no part in the match (ICD §5).
+    pub fn from_transit(t: &Transit) -> Option<Self> {
+        match (t.ra, t.dec) {
+            (Some(ra), Some(dec)) if ra.is_finite() && dec.is_finite() && dec.abs() <= 90.0 => {
+                Some(TransitPos {
+                    transit_id: t.transit_id,
+                    pos: Vec3::from_radec_deg(ra, dec),
+                    epoch: julian_epoch_tt(t.t_obs_ns),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One candidate of a transit: separation (radians), source and the source's
+/// position propagated to the transit's epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub sep_rad: f64,
+    pub source_id: i64,
+    pub pos: Vec3,
+}
+
+/// The matched part of a batch, and the unmatched transits still to be linked
+/// into new-source groups (which needs every unmatched transit of the run).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    /// Match records of transits with at least one candidate.
+    pub matched: Vec<Match>,
+    /// Transits with a position and no candidate.
+    pub unmatched: Vec<TransitPos>,
+}
+
+/// Matches transits against a mapped index.
+pub struct Matcher<'a> {
+    index: &'a Index,
+    radius: f64,
+    group_depth: u8,
+}
+
+/// Angle widened by a relative and absolute slack, so that rounding in the
+/// prefilters can only let more through, never less.
+fn widen(angle: f64) -> f64 {
+    angle * (1.0 + 1e-9) + 1e-12
+}
+
+/// Squared chord length of an angle (4 for anything ≥ π).
+fn chord2(angle: f64) -> f64 {
+    if angle >= PI {
+        4.0
+    } else {
+        let c = 2.0 * (angle / 2.0).sin();
+        c * c
+    }
+}
+
+#[inline]
+fn dist2(a: [f64; 3], b: Vec3) -> f64 {
+    let (dx, dy, dz) = (a[0] - b.x, a[1] - b.y, a[2] - b.z);
+    dx * dx + dy * dy + dz * dz
+}
+
+/// Proper-motion margin (radians) of a tier for a transit at `epoch`.
+fn pm_margin(tier: &Tier, epoch: f64) -> f64 {
+    let dt = (epoch - tier.min_epoch)
+        .abs()
+        .max((epoch - tier.max_epoch).abs());
+    tier.max_pm * RAD_PER_MAS * dt
+}
+
+/// Largest distance from the centre of a cell near `(lon, lat)` to its border,
+/// padded: cdshealpix's documented upper limit, 5% more.
+fn cell_radius(depth: u8, lon: f64, lat: f64, around: f64) -> f64 {
+    let r = if around > 0.0 {
+        cdshealpix::largest_center_to_vertex_distance_with_radius(depth, lon, lat, around.min(PI))
+    } else {
+        cdshealpix::largest_center_to_vertex_distance(depth, lon, lat)
+    };
+    widen(r * 1.05)
+}
+
+/// The part of one tier a group of transits can reach.
+struct TierReach {
+    /// Centre and source range of each reachable non-empty cell.
+    cells: Vec<(Vec3, std::ops::Range<usize>)>,
+    /// Bound on the distance from any of these cells' centres to its border.
+    cell_radius: f64,
+}
+
+impl<'a> Matcher<'a> {
+    /// A matcher with the given radius in arcseconds.
+    pub fn new(index: &'a Index, radius_arcsec: f64) -> Result<Self, MatchError> {
+        if !(radius_arcsec > 0.0 && radius_arcsec <= MAX_RADIUS_ARCSEC) {
+            return Err(MatchError::BadRadius(radius_arcsec));
+        }
+        // Groups four times the area of a tier-0 cell: enough transits share a
+        // group for its setup to pay off, few enough sources are in reach.
+        let group_depth = index.tier(0).depth.saturating_sub(1);
+        Ok(Self {
+            index,
+            radius: radius_arcsec * RAD_PER_ARCSEC,
+            group_depth,
+        })
+    }
+
+    /// Match radius in radians.
+    pub fn radius_rad(&self) -> f64 {
+        self.radius
+    }
+
+    /// ICD §8 in full for one self-contained set of transits: one record per
+    /// transit with a position, sorted by `transit_id`, unmatched transits linked
+    /// into new-source groups among themselves.
+    pub fn match_transits(&self, transits: &[Transit]) -> Result<Vec<Match>, MatchError> {
+        let outcome = self.match_batch(transits);
+        finish_matches(outcome.matched, &outcome.unmatched, self.radius)
+    }
+
+    /// Matches one batch: records for matched transits, the unmatched kept aside
+    /// for [`finish_matches`]. Transits without a position are left out.
+    pub fn match_batch(&self, transits: &[Transit]) -> BatchOutcome {
+        let positions: Vec<TransitPos> = transits
+            .iter()
+            .filter_map(TransitPos::from_transit)
+            .collect();
+        let candidates = self.candidates(&positions);
+        let mut outcome = BatchOutcome::default();
+        for (t, cands) in positions.iter().zip(candidates) {
+            match cands.split_first() {
+                None => outcome.unmatched.push(*t),
+                Some((best, others)) => {
+                    let (ra_cat, dec_cat) = best.pos.to_radec_deg();
+                    outcome.matched.push(Match {
+                        transit_id: t.transit_id,
+                        source_id: Some(best.source_id),
+                        sep_mas: Some(best.sep_rad * MAS_PER_RAD),
+                        n_candidates: cands.len() as u32,
+                        ambiguous: others.iter().map(|c| c.source_id).collect(),
+                        new_source: None,
+                        ra_cat: Some(ra_cat),
+                        dec_cat: Some(dec_cat),
+                    })
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Candidates of every transit, in input order, each list nearest first with
+    /// ties to the smaller `source_id` (ICD §8).
+    pub fn candidates(&self, transits: &[TransitPos]) -> Vec<Vec<Candidate>> {
+        let cells: Vec<u64> = transits
+            .par_iter()
+            .map(|t| {
+                let (lon, lat) = t.pos.to_radec_rad();
+                nested::hash(self.group_depth, lon, lat)
+            })
+            .collect();
+        let mut order: Vec<u32> = (0..transits.len() as u32).collect();
+        order.par_sort_unstable_by_key(|&i| (cells[i as usize], i));
+        let groups: Vec<&[u32]> = order
+            .chunk_by(|a, b| cells[*a as usize] == cells[*b as usize])
+            .collect();
+        let per_group: Vec<Vec<(u32, Vec<Candidate>)>> = groups
+            .par_iter()
+            .with_min_len(16)
+            .map(|g| self.match_group(cells[g[0] as usize], g, transits))
+            .collect();
+        let mut out = vec![Vec::new(); transits.len()];
+        for (i, c) in per_group.into_iter().flatten() {
+            out[i as usize] = c;
+        }
+        out
+    }
+
+    fn match_group(
+        &self,
+        cell: u64,
+        members: &[u32],
+        transits: &[TransitPos],
+    ) -> Vec<(u32, Vec<Candidate>)> {
+        let (lon, lat) = nested::center(self.group_depth, cell);
+        let group_radius = cell_radius(self.group_depth, lon, lat, 0.0);
+        let reach: Vec<(Tier, TierReach)> = (0..N_TIERS)
+            .map(|t| self.index.tier(t))
+            .filter(|tier| !tier.is_empty())
+            .map(|tier| {
+                let margin = members
+                    .iter()
+                    .map(|&i| pm_margin(&tier, transits[i as usize].epoch))
+                    .fold(0.0, f64::max);
+                let cone = widen(group_radius + self.radius + margin);
+                (tier, reach_of(&tier, lon, lat, cone))
+            })
+            .collect();
+        members
+            .iter()
+            .map(|&i| (i, self.match_one(&transits[i as usize], &reach)))
+            .collect()
+    }
+
+    fn match_one(&self, t: &TransitPos, reach: &[(Tier, TierReach)]) -> Vec<Candidate> {
+        let mut found = Vec::new();
+        for (tier, r) in reach {
+            let search = widen(self.radius + pm_margin(tier, t.epoch));
+            let cell_lim = chord2(widen(r.cell_radius + search));
+            let src_lim = chord2(search);
+            let positions = tier.positions();
+            for (centre, range) in &r.cells {
+                if dist2([centre.x, centre.y, centre.z], t.pos) > cell_lim {
+                    continue;
+                }
+                for i in range.clone() {
+                    if dist2(positions[i], t.pos) <= src_lim {
+                        let s = tier.source(i);
+                        let u = propagate(s.pos, s.pmra, s.pmdec, t.epoch - s.ref_epoch);
+                        let sep = t.pos.angle_to(u);
+                        if sep <= self.radius {
+                            found.push(Candidate {
+                                sep_rad: sep,
+                                source_id: s.source_id,
+                                pos: u,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        sort_candidates(&mut found);
+        found
+    }
+}
+
+/// Nearest first, ties to the smaller `source_id` (ICD §8).
+pub fn sort_candidates(c: &mut [Candidate]) {
+    c.sort_unstable_by(|a, b| {
+        a.sep_rad
+            .total_cmp(&b.sep_rad)
+            .then(a.source_id.cmp(&b.source_id))
+    });
+}
+
+/// Non-empty cells of a tier overlapping the cone `(centre, cone)`.
+fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
+    let with_centre = |(cell, range): (u64, std::ops::Range<usize>)| {
+        let (clon, clat) = nested::center(tier.depth, cell);
+        (Vec3::from_radec_rad(clon, clat), range)
+    };
+    let cells: Vec<(Vec3, std::ops::Range<usize>)> = if cone >= PI / 2.0 {
+        // Hemisphere-sized cones: every cell, filtered per transit anyway.
+        tier.cells().map(with_centre).collect()
+    } else {
+        nested::cone_coverage_approx(tier.depth, lon, lat, cone)
+            .flat_iter()
+            .map(|cell| (cell, tier.cell_range(cell)))
+            .filter(|(_, r)| !r.is_empty())
+            .map(with_centre)
+            .collect()
+    };
+    TierReach {
+        cells,
+        cell_radius: cell_radius(tier.depth, lon, lat, cone),
+    }
+}
+
+/// Completes ICD §8 for a whole run: links the unmatched transits into
+/// new-source groups and returns every record sorted by `transit_id`.
+/// A `transit_id` seen twice is an error.
+pub fn finish_matches(
+    mut matched: Vec<Match>,
+    unmatched: &[TransitPos],
+    radius_rad: f64,
+) -> Result<Vec<Match>, MatchError> {
+    let names = crate::newsource::link_new_sources(unmatched, radius_rad);
+    matched.extend(unmatched.iter().zip(names).map(|(t, name)| Match {
+        transit_id: t.transit_id,
+        source_id: None,
+        sep_mas: None,
+        n_candidates: 0,
+        ambiguous: Vec::new(),
+        new_source: Some(name),
+        ra_cat: None,
+        dec_cat: None,
+    }));
+    matched.par_sort_unstable_by_key(|m| m.transit_id);
+    if let Some(w) = matched
+        .windows(2)
+        .find(|w| w[0].transit_id == w[1].transit_id)
+    {
+        return Err(MatchError::DuplicateTransit(w[0].transit_id));
+    }
+    Ok(matched)
+}
