@@ -1,0 +1,534 @@
+//! The `meridian-locate` stage over an ordered folder: which window chunks need
+//! (re)processing, the per-chunk work (fit, geometry, transit grouping) in
+//! parallel, and the output folder with its state file.
+//!
+//! # Output folder (read by xmatch and health)
+//!
+//! ```text
+//! DIR/observation/<start_obt_ns:020>.mprod   `observation` records of every window of
+//!                                            window chunk <start>, in the chunk's order
+//! DIR/transit/<start_obt_ns:020>.mprod       `transit` records of the transits the chunk
+//!                                            owns, by (first window obt_ns, transit_id)
+//! DIR/locate-state.json                      input chunk versions each output pair was
+//!                                            made from (LocateState)
+//! DIR/.locate.lock                           held while a run works on DIR
+//! ```
+//!
+//! Every product file under DIR is current: outputs are replaced atomically when
+//! their inputs change, removed when their window chunk leaves the manifest or
+//! cannot be processed, and stray files left by a crash are removed at the start of
+//! a run. Consumers find them with `meridian_core::product::find_products` and the
+//! header kind.
+//!
+//! # Transits across chunk boundaries
+//!
+//! A transit belongs to the window chunk holding its earliest window. The windows
+//! of one transit are assumed to lie within [`TRANSIT_SPAN_NS`] (60 s) of its
+//! earliest window (AF1 to AF9 take 38.8 s at the nominal scan rate), so chunk i
+//! owns the transits that have a window in it and none in the chunks overlapping
+//! the preceding 60 s, and collects their windows from itself and the chunks
+//! overlapping the following 60 s. Attitude is read from the attitude chunks
+//! overlapping [start − 2 s, end + 60 s + 3 s). The state records all of these
+//! inputs, so a change in a neighbour redoes the chunks it can affect.
+
+use crate::attitude::{ATTITUDE_REACH_NS, AttitudeSeries};
+use crate::fit::fit_window;
+use crate::geometry::{Located, locate_window, transit_record};
+use meridian_core::Flag;
+use meridian_core::product::{ProductError, read_all, write_all, write_file_atomic};
+use meridian_core::records::{Attitude, Observation, Transit, Window};
+use meridian_core::time::NS_PER_S;
+use meridian_order::{ChunkEntry, Manifest, Stream, manifest::ManifestError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Name of the state file in the output folder.
+pub const STATE_FILE: &str = "locate-state.json";
+/// Folder of the observation products.
+pub const OBSERVATION_DIR: &str = "observation";
+/// Folder of the transit products.
+pub const TRANSIT_DIR: &str = "transit";
+const LOCK_FILE: &str = ".locate.lock";
+/// State file format version.
+pub const STATE_FORMAT: u32 = 1;
+/// Identifies the algorithm that made the outputs: a different one redoes all.
+pub const ALGORITHM: &str = concat!("meridian-locate ", env!("CARGO_PKG_VERSION"), " fit-1");
+/// The windows of one transit lie within this time of its earliest window.
+pub const TRANSIT_SPAN_NS: u64 = 60 * NS_PER_S;
+/// Beyond a window's `obt_ns`, its `t_obs` lies at most 32 samples later; 1 s
+/// bounds that generously.
+const T_OBS_MARGIN_NS: u64 = NS_PER_S;
+/// Windows fitted per parallel task inside a chunk.
+const FIT_BATCH: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Product(#[from] ProductError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: another meridian-locate run holds this output folder")]
+    Locked { path: PathBuf },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocateError + '_ {
+    move |source| LocateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One input chunk version an output was made from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InputRef {
+    pub stream: Stream,
+    pub start_obt_ns: u64,
+    pub version: u64,
+    pub checksum: String,
+}
+
+impl InputRef {
+    fn of(c: &ChunkEntry) -> Self {
+        InputRef {
+            stream: c.stream,
+            start_obt_ns: c.start_obt_ns,
+            version: c.version,
+            checksum: c.checksum.clone(),
+        }
+    }
+}
+
+/// `DIR/locate-state.json`: what each output pair was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocateState {
+    pub format: u32,
+    pub algorithm: String,
+    /// Keyed by the window chunk's `start_obt_ns`.
+    pub outputs: BTreeMap<u64, Vec<InputRef>>,
+}
+
+impl Default for LocateState {
+    fn default() -> Self {
+        LocateState {
+            format: STATE_FORMAT,
+            algorithm: ALGORITHM.to_owned(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+impl LocateState {
+    /// Loads the state, or an empty one when there is none, it is unreadable or
+    /// it was made by another algorithm (everything is then redone).
+    fn load(out_dir: &Path) -> LocateState {
+        let path = out_dir.join(STATE_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return LocateState::default();
+        };
+        match serde_json::from_slice::<LocateState>(&bytes) {
+            Ok(s) if s.format == STATE_FORMAT && s.algorithm == ALGORITHM => s,
+            Ok(_) => {
+                tracing::info!("{}: made by another version; redoing all", path.display());
+                LocateState::default()
+            }
+            Err(e) => {
+                tracing::warn!("{}: unreadable ({e}); redoing all", path.display());
+                LocateState::default()
+            }
+        }
+    }
+
+    fn save(&self, out_dir: &Path) -> Result<(), LocateError> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("state serialises");
+        bytes.push(b'\n');
+        write_file_atomic(out_dir.join(STATE_FILE), &bytes)?;
+        Ok(())
+    }
+}
+
+/// Output paths of the chunk starting at `start`.
+pub fn output_paths(out_dir: &Path, start: u64) -> (PathBuf, PathBuf) {
+    let name = format!("{start:020}.mprod");
+    (
+        out_dir.join(OBSERVATION_DIR).join(&name),
+        out_dir.join(TRANSIT_DIR).join(name),
+    )
+}
+
+/// Everything one chunk's outputs are computed from.
+#[derive(Debug, Clone)]
+struct ChunkJob {
+    own: ChunkEntry,
+    before: Vec<ChunkEntry>,
+    after: Vec<ChunkEntry>,
+    attitude: Vec<ChunkEntry>,
+}
+
+impl ChunkJob {
+    fn inputs(&self) -> Vec<InputRef> {
+        let mut v: Vec<InputRef> = std::iter::once(&self.own)
+            .chain(&self.before)
+            .chain(&self.after)
+            .chain(&self.attitude)
+            .map(InputRef::of)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn overlapping(chunks: &[ChunkEntry], from: u64, to: u64) -> Vec<ChunkEntry> {
+    chunks
+        .iter()
+        .filter(|c| c.start_obt_ns < to && c.end_obt_ns > from)
+        .cloned()
+        .collect()
+}
+
+fn jobs_of(manifest: &Manifest) -> Vec<ChunkJob> {
+    let mut windows: Vec<ChunkEntry> = manifest.chunks_of(Stream::Window).cloned().collect();
+    windows.sort_by_key(|c| c.start_obt_ns);
+    let mut attitude: Vec<ChunkEntry> = manifest.chunks_of(Stream::Attitude).cloned().collect();
+    attitude.sort_by_key(|c| c.start_obt_ns);
+    windows
+        .iter()
+        .map(|own| {
+            let (s, e) = (own.start_obt_ns, own.end_obt_ns);
+            let before = overlapping(&windows, s.saturating_sub(TRANSIT_SPAN_NS), s)
+                .into_iter()
+                .filter(|c| c.start_obt_ns < s)
+                .collect();
+            let after = overlapping(&windows, e, e.saturating_add(TRANSIT_SPAN_NS))
+                .into_iter()
+                .filter(|c| c.start_obt_ns > s)
+                .collect();
+            let att_to = e
+                .saturating_add(TRANSIT_SPAN_NS)
+                .saturating_add(T_OBS_MARGIN_NS)
+                .saturating_add(ATTITUDE_REACH_NS);
+            let attitude = overlapping(&attitude, s.saturating_sub(ATTITUDE_REACH_NS), att_to);
+            ChunkJob {
+                own: own.clone(),
+                before,
+                after,
+                attitude,
+            }
+        })
+        .collect()
+}
+
+/// Counts of one run, also the body of the JSON run summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LocateSummary {
+    pub window_chunks: u64,
+    pub chunks_processed: u64,
+    pub chunks_up_to_date: u64,
+    pub chunks_removed: u64,
+    pub chunks_failed: Vec<ChunkFailure>,
+    /// Windows of the processed chunks (one observation each).
+    pub windows: u64,
+    pub observations_with_position: u64,
+    pub fit_failed: u64,
+    pub no_attitude: u64,
+    pub saturated: u64,
+    pub truncated: u64,
+    pub background_fixed: u64,
+    pub transits: u64,
+    pub transits_no_position: u64,
+}
+
+/// A window chunk that could not be processed (its outputs are removed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkFailure {
+    pub start_obt_ns: u64,
+    pub error: String,
+}
+
+impl LocateSummary {
+    fn add(&mut self, o: &ChunkOutcome) {
+        self.chunks_processed += 1;
+        self.windows += o.observations.len() as u64;
+        for obs in &o.observations {
+            let f = obs.flags;
+            self.observations_with_position += obs.ra.is_some() as u64;
+            self.fit_failed += f.contains(Flag::FitFailed) as u64;
+            self.no_attitude += f.contains(Flag::NoAttitude) as u64;
+            self.saturated += f.contains(Flag::Saturated) as u64;
+            self.truncated += f.contains(Flag::Truncated) as u64;
+            self.background_fixed += f.contains(Flag::BackgroundFixed) as u64;
+        }
+        self.transits += o.transits.len() as u64;
+        self.transits_no_position += o
+            .transits
+            .iter()
+            .filter(|t| t.flags.contains(Flag::NoPosition))
+            .count() as u64;
+    }
+}
+
+/// A run's plan: the output folder locked, the state loaded, and which window
+/// chunks to process, keep or remove.
+pub struct Plan {
+    in_dir: PathBuf,
+    out_dir: PathBuf,
+    state: LocateState,
+    to_process: Vec<ChunkJob>,
+    up_to_date: u64,
+    to_remove: Vec<u64>,
+    window_chunks: u64,
+    _lock: File,
+}
+
+/// Reads the manifest and the state of `out_dir` (created if missing), locks it,
+/// and decides which window chunks need processing.
+pub fn plan(in_dir: &Path, out_dir: &Path) -> Result<Plan, LocateError> {
+    let manifest = Manifest::load(in_dir)?;
+    for d in [OBSERVATION_DIR, TRANSIT_DIR] {
+        let p = out_dir.join(d);
+        std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    }
+    let lock_path = out_dir.join(LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(LocateError::Locked { path: lock_path });
+    }
+    let state = LocateState::load(out_dir);
+    let jobs = jobs_of(&manifest);
+    let current: BTreeSet<u64> = jobs.iter().map(|j| j.own.start_obt_ns).collect();
+    let to_remove = state
+        .outputs
+        .keys()
+        .filter(|k| !current.contains(k))
+        .copied()
+        .collect();
+    let window_chunks = jobs.len() as u64;
+    let (mut to_process, mut up_to_date) = (Vec::new(), 0);
+    for job in jobs {
+        let (obs, tr) = output_paths(out_dir, job.own.start_obt_ns);
+        let recorded = state.outputs.get(&job.own.start_obt_ns);
+        if recorded == Some(&job.inputs()) && obs.is_file() && tr.is_file() {
+            up_to_date += 1;
+        } else {
+            to_process.push(job);
+        }
+    }
+    Ok(Plan {
+        in_dir: in_dir.to_owned(),
+        out_dir: out_dir.to_owned(),
+        state,
+        to_process,
+        up_to_date,
+        to_remove,
+        window_chunks,
+        _lock: lock,
+    })
+}
+
+impl Plan {
+    /// Window chunks this run will process.
+    pub fn chunks_to_process(&self) -> usize {
+        self.to_process.len()
+    }
+
+    /// Processes the planned chunks in parallel, removes stale outputs and saves
+    /// the state; `progress` is called once per chunk done. A chunk that fails
+    /// (unreadable input) is reported in the summary and its outputs removed; only
+    /// failures to write the output folder are errors.
+    pub fn execute(mut self, progress: impl Fn() + Sync) -> Result<LocateSummary, LocateError> {
+        let mut summary = LocateSummary {
+            window_chunks: self.window_chunks,
+            chunks_up_to_date: self.up_to_date,
+            ..LocateSummary::default()
+        };
+        for start in std::mem::take(&mut self.to_remove) {
+            remove_outputs(&self.out_dir, start)?;
+            self.state.outputs.remove(&start);
+            summary.chunks_removed += 1;
+        }
+        self.remove_strays()?;
+        let results: Vec<(ChunkJob, Result<ChunkOutcome, LocateError>)> = self
+            .to_process
+            .par_iter()
+            .map(|job| {
+                let r = process_chunk(&self.in_dir, &self.out_dir, job);
+                progress();
+                (job.clone(), r)
+            })
+            .collect();
+        for (job, result) in results {
+            let start = job.own.start_obt_ns;
+            match result {
+                Ok(outcome) => {
+                    summary.add(&outcome);
+                    self.state.outputs.insert(start, job.inputs());
+                }
+                Err(LocateError::Product(ProductError::Io { path, source }))
+                    if path.starts_with(&self.out_dir) =>
+                {
+                    return Err(LocateError::Io { path, source });
+                }
+                Err(e) => {
+                    tracing::error!("window chunk {start}: {e}");
+                    remove_outputs(&self.out_dir, start)?;
+                    self.state.outputs.remove(&start);
+                    summary.chunks_failed.push(ChunkFailure {
+                        start_obt_ns: start,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.state.save(&self.out_dir)?;
+        Ok(summary)
+    }
+
+    /// Removes files in the output folders that are not the output of a current
+    /// window chunk (left by a crash or an older layout).
+    fn remove_strays(&self) -> Result<(), LocateError> {
+        let mut keep: HashSet<PathBuf> = HashSet::new();
+        for start in self
+            .to_process
+            .iter()
+            .map(|j| j.own.start_obt_ns)
+            .chain(self.state.outputs.keys().copied())
+        {
+            let (o, t) = output_paths(&self.out_dir, start);
+            keep.insert(o);
+            keep.insert(t);
+        }
+        for d in [OBSERVATION_DIR, TRANSIT_DIR] {
+            let dir = self.out_dir.join(d);
+            for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let path = entry.map_err(io_err(&dir))?.path();
+                if path.is_file() && !keep.contains(&path) {
+                    tracing::debug!("removing stray {}", path.display());
+                    std::fs::remove_file(&path).map_err(io_err(&path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_outputs(out_dir: &Path, start: u64) -> Result<(), LocateError> {
+    let (o, t) = output_paths(out_dir, start);
+    for p in [o, t] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The records one chunk produced.
+struct ChunkOutcome {
+    observations: Vec<Observation>,
+    transits: Vec<Transit>,
+}
+
+/// Reads a chunk's inputs, computes its observations and transits, writes them.
+fn process_chunk(
+    in_dir: &Path,
+    out_dir: &Path,
+    job: &ChunkJob,
+) -> Result<ChunkOutcome, LocateError> {
+    let own: Vec<Window> = read_all(in_dir.join(&job.own.path))?;
+    let mut earlier: HashSet<u64> = HashSet::new();
+    for c in &job.before {
+        earlier.extend(
+            read_all::<Window>(in_dir.join(&c.path))?
+                .iter()
+                .map(|w| w.transit_id),
+        );
+    }
+    let mut later: Vec<Window> = Vec::new();
+    for c in &job.after {
+        later.extend(read_all::<Window>(in_dir.join(&c.path))?);
+    }
+    let mut att: Vec<Attitude> = Vec::new();
+    for c in &job.attitude {
+        att.extend(read_all::<Attitude>(in_dir.join(&c.path))?);
+    }
+    let attitude = AttitudeSeries::from_records(&att);
+    let (observations, transits) = locate_chunk(&own, &earlier, &later, &attitude);
+    let (obs_path, tr_path) = output_paths(out_dir, job.own.start_obt_ns);
+    write_all(&obs_path, &observations)?;
+    write_all(&tr_path, &transits)?;
+    Ok(ChunkOutcome {
+        observations,
+        transits,
+    })
+}
+
+/// Fits and locates every window (in parallel batches, order kept).
+pub fn locate_windows(windows: &[Window], attitude: &AttitudeSeries) -> Vec<Located> {
+    windows
+        .par_chunks(FIT_BATCH)
+        .flat_map_iter(|batch| {
+            batch
+                .iter()
+                .map(|w| locate_window(w, &fit_window(&w.samples), attitude))
+        })
+        .collect()
+}
+
+/// The pure core of a chunk: the observation of every window of `own` (in its
+/// order) and the transit records of the transits it owns: those with a window in
+/// `own` and none among `earlier_transits` (transit ids of the chunks before it),
+/// completed with their windows in `later` (the chunks after it). Transits are
+/// ordered by (first window obt_ns, transit_id).
+pub fn locate_chunk(
+    own: &[Window],
+    earlier_transits: &HashSet<u64>,
+    later: &[Window],
+    attitude: &AttitudeSeries,
+) -> (Vec<Observation>, Vec<Transit>) {
+    let located = locate_windows(own, attitude);
+    let owned: HashSet<u64> = own
+        .iter()
+        .map(|w| w.transit_id)
+        .filter(|id| !earlier_transits.contains(id))
+        .collect();
+    let later_owned: Vec<Window> = later
+        .iter()
+        .filter(|w| owned.contains(&w.transit_id))
+        .cloned()
+        .collect();
+    let located_later = locate_windows(&later_owned, attitude);
+    let mut groups: HashMap<u64, Vec<Located>> = HashMap::new();
+    for l in located.iter().chain(&located_later) {
+        if owned.contains(&l.observation.transit_id) {
+            groups
+                .entry(l.observation.transit_id)
+                .or_default()
+                .push(l.clone());
+        }
+    }
+    let mut keyed: Vec<((u64, u64), Transit)> = groups
+        .into_values()
+        .map(|g| {
+            let first = g.iter().map(|l| l.window_obt_ns).min().unwrap_or(0);
+            let t = transit_record(&g);
+            ((first, t.transit_id), t)
+        })
+        .collect();
+    keyed.sort_by_key(|(k, _)| *k);
+    let transits = keyed.into_iter().map(|(_, t)| t).collect();
+    let observations = located.into_iter().map(|l| l.observation).collect();
+    (observations, transits)
+}
