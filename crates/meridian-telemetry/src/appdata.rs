@@ -4,7 +4,7 @@
 //! Decoders read straight from the packet bytes and validate every count and
 //! range, so malformed data of a CRC-valid packet is an error, never a panic.
 
-use crate::mission_db::{MissionDb, Structure};
+use crate::mission_db::{MissionDb, Param, Structure};
 use meridian_core::records::{Attitude, Hk, PacketRef, Window};
 
 /// PUS service/subtype of each application data kind (ICD §4).
@@ -63,14 +63,6 @@ impl<'a> Reader<'a> {
             self.take(2, what)?.try_into().expect("2 octets"),
         ))
     }
-    fn u64(&mut self, what: &'static str) -> Result<u64, AppDataError> {
-        Ok(u64::from_be_bytes(
-            self.take(8, what)?.try_into().expect("8 octets"),
-        ))
-    }
-    fn f64(&mut self, what: &'static str) -> Result<f64, AppDataError> {
-        Ok(f64::from_bits(self.u64(what)?))
-    }
     fn finish(self) -> Result<(), AppDataError> {
         match self.data.len() - self.pos {
             0 => Ok(()),
@@ -115,57 +107,135 @@ pub fn encode_windows(out: &mut Vec<u8>, windows: &[Window]) {
 
 /// Decodes transit windows, passing each to `emit` with the packet's identity.
 /// Checks ICD §4.1 ranges: strip 0..8, row 1..7, fov 0..1, ac 0..1965, k 1..32.
+/// The whole packet is validated before anything is emitted.
 pub fn decode_windows(
     data: &[u8],
     packet: PacketRef,
-    mut emit: impl FnMut(Window),
+    emit: impl FnMut(Window),
 ) -> Result<(), AppDataError> {
-    let mut r = Reader { data, pos: 0 };
-    let n = r.u16("window count")? as usize;
-    // Validate the whole packet before emitting anything: a malformed packet is
-    // kept whole elsewhere, never half-decoded.
-    let mut windows = Vec::with_capacity(n);
-    for index in 0..n {
-        let transit_id = r.u64("transit_id")?;
-        let strip = r.u8("strip")?;
-        let row = r.u8("row")?;
-        let fov = r.u8("fov")?;
-        let ac = r.u16("ac")?;
-        let obt_ns = r.u64("obt_ns")?;
-        let onboard_mag = r.u16("onboard_mag")?;
-        let k = r.u8("k")?;
-        check_range(index, "strip", strip as u64, strip <= 8)?;
-        check_range(index, "row", row as u64, (1..=7).contains(&row))?;
-        check_range(index, "fov", fov as u64, fov <= 1)?;
-        check_range(
-            index,
-            "ac",
-            ac as u64,
-            ac <= meridian_core::instrument::AC_MAX,
-        )?;
-        check_range(index, "k", k as u64, (1..=MAX_SAMPLES).contains(&k))?;
-        let raw = r.take(2 * k as usize, "samples")?;
-        let samples = raw
+    WindowsView::parse(data)?
+        .iter()
+        .map(|w| w.to_record(packet))
+        .for_each(emit);
+    Ok(())
+}
+
+/// A validated transit-window packet, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowsView<'a> {
+    /// The records, after the count.
+    records: &'a [u8],
+    count: usize,
+}
+
+impl<'a> WindowsView<'a> {
+    /// Validates the whole application data (counts, lengths, ICD §4.1 ranges).
+    pub fn parse(data: &'a [u8]) -> Result<Self, AppDataError> {
+        let mut r = Reader { data, pos: 0 };
+        let count = r.u16("window count")? as usize;
+        for index in 0..count {
+            r.take(8, "transit_id")?;
+            let strip = r.u8("strip")?;
+            let row = r.u8("row")?;
+            let fov = r.u8("fov")?;
+            let ac = r.u16("ac")?;
+            r.take(8, "obt_ns")?;
+            r.take(2, "onboard_mag")?;
+            let k = r.u8("k")?;
+            check_range(index, "strip", strip as u64, strip <= 8)?;
+            check_range(index, "row", row as u64, (1..=7).contains(&row))?;
+            check_range(index, "fov", fov as u64, fov <= 1)?;
+            check_range(
+                index,
+                "ac",
+                ac as u64,
+                ac <= meridian_core::instrument::AC_MAX,
+            )?;
+            check_range(index, "k", k as u64, (1..=MAX_SAMPLES).contains(&k))?;
+            r.take(2 * k as usize, "samples")?;
+        }
+        r.finish()?;
+        Ok(Self {
+            records: &data[2..],
+            count,
+        })
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The windows in packet order.
+    pub fn iter(&self) -> impl Iterator<Item = WindowView<'a>> + 'a {
+        let mut rest = self.records;
+        (0..self.count).map(move |_| {
+            let k = rest[WINDOW_FIXED_LEN - 1] as usize;
+            let (w, tail) = rest.split_at(WINDOW_FIXED_LEN + 2 * k);
+            rest = tail;
+            WindowView { bytes: w }
+        })
+    }
+}
+
+/// One validated window record, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> WindowView<'a> {
+    fn be<const N: usize>(&self, at: usize) -> [u8; N] {
+        self.bytes[at..at + N].try_into().expect("validated length")
+    }
+    pub fn transit_id(&self) -> u64 {
+        u64::from_be_bytes(self.be(0))
+    }
+    pub fn strip(&self) -> u8 {
+        self.bytes[8]
+    }
+    pub fn row(&self) -> u8 {
+        self.bytes[9]
+    }
+    pub fn fov(&self) -> u8 {
+        self.bytes[10]
+    }
+    pub fn ac(&self) -> u16 {
+        u16::from_be_bytes(self.be(11))
+    }
+    pub fn obt_ns(&self) -> u64 {
+        u64::from_be_bytes(self.be(13))
+    }
+    pub fn onboard_mag(&self) -> u16 {
+        u16::from_be_bytes(self.be(21))
+    }
+    /// The samples, big-endian u16 each.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = u16> + 'a {
+        self.bytes[WINDOW_FIXED_LEN..]
             .chunks_exact(2)
             .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect();
-        windows.push(Window {
-            transit_id,
-            strip,
-            row,
-            fov,
-            ac,
-            obt_ns,
-            onboard_mag,
-            samples,
+    }
+
+    /// The ICD §9 `window` record, tagged with its packet.
+    pub fn to_record(&self, packet: PacketRef) -> Window {
+        Window {
+            transit_id: self.transit_id(),
+            strip: self.strip(),
+            row: self.row(),
+            fov: self.fov(),
+            ac: self.ac(),
+            obt_ns: self.obt_ns(),
+            onboard_mag: self.onboard_mag(),
+            samples: self.samples().collect(),
             seq: packet.seq,
             packet_obt_ns: packet.packet_obt_ns,
             packet_hash: packet.packet_hash,
-        });
+        }
     }
-    r.finish()?;
-    windows.into_iter().for_each(&mut emit);
-    Ok(())
 }
 
 /// Appends the application data of an attitude packet.
@@ -179,22 +249,13 @@ pub fn encode_attitude(out: &mut Vec<u8>, samples: &[(u64, [f64; 4])]) {
     }
 }
 
-/// Decodes attitude samples.
+/// Decodes attitude samples (nothing is emitted from a malformed packet).
 pub fn decode_attitude(
     data: &[u8],
     packet: PacketRef,
     mut emit: impl FnMut(Attitude),
 ) -> Result<(), AppDataError> {
-    let mut r = Reader { data, pos: 0 };
-    let n = r.u16("attitude count")? as usize;
-    if data.len() != 2 + n * ATTITUDE_RECORD_LEN {
-        // Cheap whole-packet check first, so nothing is emitted from a bad packet.
-        r.take(n * ATTITUDE_RECORD_LEN, "attitude records")?;
-        return r.finish();
-    }
-    for _ in 0..n {
-        let obt_ns = r.u64("obt_ns")?;
-        let q = [r.f64("x")?, r.f64("y")?, r.f64("z")?, r.f64("w")?];
+    for (obt_ns, q) in AttitudeView::parse(data)?.iter() {
         emit(Attitude {
             obt_ns,
             q,
@@ -203,7 +264,43 @@ pub fn decode_attitude(
             packet_hash: packet.packet_hash,
         });
     }
-    r.finish()
+    Ok(())
+}
+
+/// A validated attitude packet, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct AttitudeView<'a> {
+    records: &'a [u8],
+}
+
+impl<'a> AttitudeView<'a> {
+    /// Checks that the count matches the length.
+    pub fn parse(data: &'a [u8]) -> Result<Self, AppDataError> {
+        let mut r = Reader { data, pos: 0 };
+        let n = r.u16("attitude count")? as usize;
+        r.take(n * ATTITUDE_RECORD_LEN, "attitude records")?;
+        r.finish()?;
+        Ok(Self {
+            records: &data[2..],
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() / ATTITUDE_RECORD_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// `(obt_ns, [x, y, z, w])` samples in packet order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, [f64; 4])> + 'a {
+        self.records.chunks_exact(ATTITUDE_RECORD_LEN).map(|c| {
+            let word = |i: usize| u64::from_be_bytes(c[8 * i..8 * i + 8].try_into().expect("8"));
+            let f = |i: usize| f64::from_bits(word(i));
+            (word(0), [f(1), f(2), f(3), f(4)])
+        })
+    }
 }
 
 /// Appends a housekeeping report: the structure ID then each parameter's raw
@@ -221,23 +318,52 @@ pub fn decode_hk(
     db: &MissionDb,
     data: &[u8],
     packet: PacketRef,
-    mut emit: impl FnMut(Hk),
+    emit: impl FnMut(Hk),
 ) -> Result<(), AppDataError> {
-    let mut r = Reader { data, pos: 0 };
-    let sid = r.u16("structure ID")?;
-    let structure = db.structure(sid).ok_or(AppDataError::UnknownSid(sid))?;
-    let expected = 2 + structure
-        .params
-        .iter()
-        .map(|p| p.ptype.size())
-        .sum::<usize>();
-    if data.len() != expected {
-        r.take(expected - 2, "housekeeping parameters")?;
-        return r.finish();
+    HkView::parse(db, data)?.records(packet).for_each(emit);
+    Ok(())
+}
+
+/// A validated housekeeping report and its structure, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct HkView<'a> {
+    structure: &'a Structure,
+    values: &'a [u8],
+}
+
+impl<'a> HkView<'a> {
+    /// Finds the structure and checks the length against it.
+    pub fn parse(db: &'a MissionDb, data: &'a [u8]) -> Result<Self, AppDataError> {
+        let mut r = Reader { data, pos: 0 };
+        let sid = r.u16("structure ID")?;
+        let structure = db.structure(sid).ok_or(AppDataError::UnknownSid(sid))?;
+        let size = structure.params.iter().map(|p| p.ptype.size()).sum();
+        r.take(size, "housekeeping parameters")?;
+        r.finish()?;
+        Ok(Self {
+            structure,
+            values: &data[2..],
+        })
     }
-    for param in &structure.params {
-        let raw = param.ptype.decode(r.take(param.ptype.size(), "parameter")?);
-        emit(Hk {
+
+    pub fn structure(&self) -> &'a Structure {
+        self.structure
+    }
+
+    /// Each parameter with its raw value, in packet order.
+    pub fn raw_values(&self) -> impl Iterator<Item = (&'a Param, f64)> + 'a {
+        let mut rest = self.values;
+        self.structure.params.iter().map(move |p| {
+            let (v, tail) = rest.split_at(p.ptype.size());
+            rest = tail;
+            (p, p.ptype.decode(v))
+        })
+    }
+
+    /// Calibrated `hk` records at the packet time.
+    pub fn records(&self, packet: PacketRef) -> impl Iterator<Item = Hk> + 'a {
+        let sid = self.structure.sid;
+        self.raw_values().map(move |(param, raw)| Hk {
             obt_ns: packet.packet_obt_ns,
             sid,
             param: param.name.clone(),
@@ -246,9 +372,8 @@ pub fn decode_hk(
             seq: packet.seq,
             packet_obt_ns: packet.packet_obt_ns,
             packet_hash: packet.packet_hash,
-        });
+        })
     }
-    r.finish()
 }
 
 #[cfg(test)]
