@@ -454,7 +454,7 @@ pub fn build_index(
             runs.push(path);
         }
     }
-    let spilled_runs = runs.len();
+    let mut spilled_runs = 0;
     let out_tmp = temp_name(&parent_dir(output), output, "build");
     temps.0.push(out_tmp.clone());
     let depths = stats.map(|s| depth_for(s.n, opts.sources_per_cell));
@@ -475,6 +475,7 @@ pub fn build_index(
             runs.push(path);
         }
         drop(chunk);
+        spilled_runs = runs.len();
         let merged = MergeRuns::open(&runs)?;
         write_index(&out_tmp, &stats, &depths, opts.fast_pm_limit, merged)?;
     }
@@ -853,6 +854,15 @@ impl<'a> Tier<'a> {
     }
 }
 
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("info", &self.info())
+            .finish()
+    }
+}
+
 impl Index {
     /// Maps an index and checks its header and structure (not the section
     /// checksums: see [`Index::verify`]).
@@ -947,8 +957,30 @@ impl Index {
         Ok(())
     }
 
-    /// Recomputes every section checksum; an error names the first bad section.
+    /// Recomputes every section checksum and checks that the alignment padding
+    /// between sections is zero; an error names the first bad section.
     pub fn verify(&self) -> Result<(), IndexError> {
+        let mut spans: Vec<(u64, u64)> = self
+            .tiers
+            .iter()
+            .flat_map(|t| t.sections.iter().map(|s| (s[0], s[0] + s[1])))
+            .collect();
+        spans.push((0, HEADER_LEN as u64));
+        spans.sort_unstable();
+        let mut end = 0;
+        for (start, stop) in spans.into_iter().chain([(self.file_len, self.file_len)]) {
+            if start > end
+                && self.map[end as usize..start as usize]
+                    .iter()
+                    .any(|&b| b != 0)
+            {
+                return Err(corrupt(
+                    &self.path,
+                    format!("non-zero padding at octets {end}..{start}"),
+                ));
+            }
+            end = end.max(stop);
+        }
         let jobs: Vec<(usize, Section)> = (0..N_TIERS)
             .flat_map(|t| Section::ALL.iter().map(move |s| (t, *s)))
             .collect();

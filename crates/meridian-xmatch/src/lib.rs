@@ -13,3 +13,6 @@ pub mod matcher;
 pub mod newsource;
 
 pub use matcher::{BatchOutcome, Candidate, MatchError, Matcher, TransitPos, finish_matches};
+pub mod run;
+
+pub use run::{PartialRun, Region, RunError, RunOptions, XmatchSummary};
