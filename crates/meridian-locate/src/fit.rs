@@ -54,8 +54,9 @@ pub const SATURATION_CHARGE_E: f64 = (SATURATION_ADU as f64 - 0.5 - BIAS_ADU) * 
 pub const TRUNCATION_MARGIN: f64 = 2.0 * LSF_SIGMA;
 
 const MAX_ITERATIONS: u32 = 30;
-/// Converged when the last step is below 1e-5 σ: Δᵀ J Δ < 1e-10.
-const STEP_TOLERANCE: f64 = 1e-10;
+/// Converged when the last step is below 1e-3 σ (Δᵀ J Δ < 1e-6): Fisher scoring
+/// converges fast enough here that what remains is far below 1e-3 σ.
+const STEP_TOLERANCE: f64 = 1e-6;
 /// Largest centroid move per step, samples (a trust region for bad starts).
 const MAX_CENTROID_STEP: f64 = 1.0;
 /// Samples the model puts this many σ below saturation are left out too.
@@ -302,10 +303,7 @@ pub fn centre_of_mass_centroid(samples: &[u16]) -> Option<f64> {
 #[inline]
 fn edge_cdfs(k: usize, c: f64, table: &NormalTable) -> [(f64, f64); MAX_SAMPLES + 1] {
     let mut out = [(0.0, 0.0); MAX_SAMPLES + 1];
-    let inv_sigma = 1.0 / LSF_SIGMA;
-    for (j, e) in out.iter_mut().enumerate().take(k + 1) {
-        *e = table.cdf_pdf((j as f64 - c) * inv_sigma);
-    }
+    table.edges(-c / LSF_SIGMA, &mut out[..=k]);
     out
 }
 
@@ -351,12 +349,25 @@ fn solve(
     table: &NormalTable,
     iterations: &mut u32,
 ) -> Option<Solution> {
-    let n = if fit_background { 3 } else { 2 };
+    if fit_background {
+        solve_n::<3>(win, start, table, iterations)
+    } else {
+        solve_n::<2>(win, start, table, iterations)
+    }
+}
+
+/// Fisher scoring for the first `N` of (c, F, B), the rest held fixed.
+fn solve_n<const N: usize>(
+    win: &Prepared,
+    start: Params,
+    table: &NormalTable,
+    iterations: &mut u32,
+) -> Option<Solution> {
     let mut p = start;
     for _ in 0..MAX_ITERATIONS {
         *iterations += 1;
-        let (j, u, h) = normal_equations(win, p, n, table);
-        let chol = Cholesky::new(&j, n)?;
+        let (j, u, h) = normal_equations::<N>(win, p, table);
+        let chol = Cholesky::<N>::new(&j)?;
         let step = chol.solve(&u);
         let mut scale: f64 = 1.0;
         if step[0].abs() > MAX_CENTROID_STEP {
@@ -365,21 +376,25 @@ fn solve(
         if p.f + scale * step[1] <= 0.0 {
             scale = scale.min(0.5 * p.f / -step[1]);
         }
-        if fit_background && p.b + scale * step[2] + NOISE_FLOOR_VAR_E2 <= 0.0 {
-            scale = scale.min(0.5 * (p.b + NOISE_FLOOR_VAR_E2) / -step[2]);
+        if N == 3 && p.b + scale * step[N - 1] + NOISE_FLOOR_VAR_E2 <= 0.0 {
+            scale = scale.min(0.5 * (p.b + NOISE_FLOOR_VAR_E2) / -step[N - 1]);
         }
         p.c += scale * step[0];
         p.f += scale * step[1];
-        if fit_background {
-            p.b += scale * step[2];
+        if N == 3 {
+            p.b += scale * step[N - 1];
         }
-        let size: f64 = (0..n).map(|i| step[i] * u[i]).sum();
+        let size: f64 = step.iter().zip(&u).map(|(s, u)| s * u).sum();
         if !size.is_finite() || !p.c.is_finite() || !p.f.is_finite() {
             return None;
         }
         if scale == 1.0 && size < STEP_TOLERANCE {
-            let cov = chol.inverse();
-            let finite = (0..n).all(|i| cov[i][i].is_finite() && cov[i][i] > 0.0);
+            let inv = chol.inverse();
+            let mut cov = [[0.0; 3]; 3];
+            for (row, inv_row) in cov.iter_mut().zip(&inv) {
+                row[..N].copy_from_slice(inv_row);
+            }
+            let finite = (0..N).all(|i| cov[i][i].is_finite() && cov[i][i] > 0.0);
             // A centroid no better known than "somewhere in the window", or a
             // background far below zero (impossible for real charge), is no fit.
             let valid = (0.0..=win.k as f64).contains(&p.c)
@@ -396,20 +411,19 @@ fn solve(
     None
 }
 
-/// Fisher matrix J, score u and Σ w ∂λ/∂θ for the first `n` of (c, F, B).
+/// Fisher matrix J, score u and Σ w ∂λ/∂θ for the first `N` of (c, F, B).
 #[inline]
 #[allow(clippy::needless_range_loop)] // matrix indices read clearer
-fn normal_equations(
+fn normal_equations<const N: usize>(
     win: &Prepared,
     p: Params,
-    n: usize,
     table: &NormalTable,
-) -> ([[f64; 3]; 3], [f64; 3], [f64; 3]) {
+) -> ([[f64; N]; N], [f64; N], [f64; N]) {
     let edges = edge_cdfs(win.k, p.c, table);
     let inv_sigma = 1.0 / LSF_SIGMA;
-    let mut j = [[0.0; 3]; 3];
-    let mut u = [0.0; 3];
-    let mut h = [0.0; 3];
+    let mut j = [[0.0; N]; N];
+    let mut u = [0.0; N];
+    let mut h = [0.0; N];
     for i in 0..win.k {
         if !win.usable[i] {
             continue;
@@ -418,17 +432,19 @@ fn normal_equations(
         let dprob_dc = (edges[i].1 - edges[i + 1].1) * inv_sigma;
         let lambda = p.b + p.f * prob;
         let w = 1.0 / (lambda.max(0.0) + NOISE_FLOOR_VAR_E2);
-        let g = [p.f * dprob_dc, prob, 1.0];
+        let g3 = [p.f * dprob_dc, prob, 1.0];
+        let g = &g3[..N];
         let wr = w * (win.charge[i] - lambda);
-        for a in 0..n {
+        for a in 0..N {
+            let wga = w * g[a];
             u[a] += wr * g[a];
-            h[a] += w * g[a];
+            h[a] += wga;
             for b in 0..=a {
-                j[a][b] += w * g[a] * g[b];
+                j[a][b] += wga * g[b];
             }
         }
     }
-    for a in 0..n {
+    for a in 0..N {
         for b in 0..a {
             j[b][a] = j[a][b];
         }
@@ -436,17 +452,16 @@ fn normal_equations(
     (j, u, h)
 }
 
-/// Cholesky factor of a symmetric positive definite matrix of size 2 or 3.
-struct Cholesky {
-    l: [[f64; 3]; 3],
-    n: usize,
+/// Cholesky factor of a small symmetric positive definite matrix.
+struct Cholesky<const N: usize> {
+    l: [[f64; N]; N],
 }
 
 #[allow(clippy::needless_range_loop)] // matrix indices read clearer
-impl Cholesky {
-    fn new(a: &[[f64; 3]; 3], n: usize) -> Option<Self> {
-        let mut l = [[0.0; 3]; 3];
-        for i in 0..n {
+impl<const N: usize> Cholesky<N> {
+    fn new(a: &[[f64; N]; N]) -> Option<Self> {
+        let mut l = [[0.0; N]; N];
+        for i in 0..N {
             for j in 0..=i {
                 let mut sum = a[i][j];
                 for k in 0..j {
@@ -463,23 +478,23 @@ impl Cholesky {
                 }
             }
         }
-        Some(Self { l, n })
+        Some(Self { l })
     }
 
-    fn solve(&self, b: &[f64; 3]) -> [f64; 3] {
-        let (l, n) = (&self.l, self.n);
-        let mut y = [0.0; 3];
-        for i in 0..n {
+    fn solve(&self, b: &[f64; N]) -> [f64; N] {
+        let l = &self.l;
+        let mut y = [0.0; N];
+        for i in 0..N {
             let mut s = b[i];
             for k in 0..i {
                 s -= l[i][k] * y[k];
             }
             y[i] = s / l[i][i];
         }
-        let mut x = [0.0; 3];
-        for i in (0..n).rev() {
+        let mut x = [0.0; N];
+        for i in (0..N).rev() {
             let mut s = y[i];
-            for k in i + 1..n {
+            for k in i + 1..N {
                 s -= l[k][i] * x[k];
             }
             x[i] = s / l[i][i];
@@ -487,13 +502,13 @@ impl Cholesky {
         x
     }
 
-    fn inverse(&self) -> [[f64; 3]; 3] {
-        let mut inv = [[0.0; 3]; 3];
-        for col in 0..self.n {
-            let mut e = [0.0; 3];
+    fn inverse(&self) -> [[f64; N]; N] {
+        let mut inv = [[0.0; N]; N];
+        for col in 0..N {
+            let mut e = [0.0; N];
             e[col] = 1.0;
             let x = self.solve(&e);
-            for row in 0..self.n {
+            for row in 0..N {
                 inv[row][col] = x[row];
             }
         }
@@ -565,7 +580,7 @@ pub fn cramer_rao_bound(
             }
         }
     }
-    let cov = Cholesky::new(&j, 3)?.inverse();
+    let cov = Cholesky::<3>::new(&j)?.inverse();
     Some([cov[0][0].sqrt(), cov[1][1].sqrt(), cov[2][2].sqrt()])
 }
 

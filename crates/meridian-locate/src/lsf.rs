@@ -15,6 +15,10 @@ const PER_UNIT: f64 = 64.0;
 const STEP: f64 = 1.0 / PER_UNIT;
 const N_NODES: usize = (2.0 * X_MAX * PER_UNIT) as usize + 2;
 
+/// Table nodes between successive sample edges: (1/σ_LSF) × 64 = 1.25 × 64.
+/// Edges then share one interpolation basis (checked against σ_LSF by a test).
+pub const EDGE_STRIDE: usize = 80;
+
 /// Φ, φ and φ' = −xφ at each node.
 struct Table {
     nodes: Vec<[f64; 3]>,
@@ -78,6 +82,48 @@ impl NormalTable {
         let pdf = h00 * a[1] + h10 * STEP * a[2] + h01 * b[1] + h11 * STEP * b[2];
         (cdf, pdf)
     }
+
+    /// `(Φ, φ)` at `x0 + j/σ_LSF` for every `j < out.len()`: the edges of a
+    /// window's samples. Successive edges are exactly [`EDGE_STRIDE`] nodes apart,
+    /// so they share the fractional position and one Hermite basis.
+    #[inline]
+    pub fn edges(self, x0: f64, out: &mut [(f64, f64)]) {
+        let u0 = (x0 + X_MAX) * PER_UNIT;
+        if !u0.is_finite() {
+            out.fill((0.0, 0.0));
+            return;
+        }
+        // Clamp far outside the table (it is only ±9 wide), then floor by
+        // truncation: `f64::floor` is a libm call on baseline x86-64.
+        let u0 = u0.clamp(-1e6, 1e6);
+        let mut base = u0 as i64;
+        if (base as f64) > u0 {
+            base -= 1;
+        }
+        let t = u0 - base as f64;
+        let t2 = t * t;
+        let t3 = t2 * t;
+        let h00 = 2.0 * t3 - 3.0 * t2 + 1.0;
+        let h10 = (t3 - 2.0 * t2 + t) * STEP;
+        let h01 = -2.0 * t3 + 3.0 * t2;
+        let h11 = (t3 - t2) * STEP;
+        let last = (N_NODES - 2) as i64;
+        for (j, e) in out.iter_mut().enumerate() {
+            let idx = base + (j * EDGE_STRIDE) as i64;
+            *e = if idx < 0 {
+                (0.0, 0.0)
+            } else if idx >= last {
+                (1.0, 0.0)
+            } else {
+                let a = self.nodes[idx as usize];
+                let b = self.nodes[idx as usize + 1];
+                (
+                    h00 * a[0] + h10 * a[1] + h01 * b[0] + h11 * b[1],
+                    h00 * a[1] + h10 * a[2] + h01 * b[1] + h11 * b[2],
+                )
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +143,27 @@ mod tests {
             x += 0.000_731;
         }
         assert!(worst < 1e-9, "worst error {worst:e}");
+    }
+
+    #[test]
+    fn edges_share_one_basis() {
+        let stride = EDGE_STRIDE as f64 / PER_UNIT;
+        assert!((stride - 1.0 / meridian_core::instrument::LSF_SIGMA).abs() < 1e-12);
+        let t = NormalTable::new();
+        for x0 in [-25.0, -12.3, -8.99, -7.31, -0.5, 0.0, 3.2, 8.999, 20.0] {
+            let mut out = [(0.0, 0.0); 20];
+            t.edges(x0, &mut out);
+            for (j, e) in out.iter().enumerate() {
+                let (c, p) = t.cdf_pdf(x0 + j as f64 * stride);
+                assert!(
+                    (e.0 - c).abs() < 1e-12 && (e.1 - p).abs() < 1e-12,
+                    "{x0} {j}"
+                );
+            }
+        }
+        let mut out = [(0.5, 0.5); 3];
+        t.edges(f64::NAN, &mut out);
+        assert_eq!(out, [(0.0, 0.0); 3]);
     }
 
     #[test]
