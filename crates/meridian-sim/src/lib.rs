@@ -8,6 +8,8 @@
 //! deliveries with realistic faults; `day` runs the whole thing and writes a day
 //! folder with its truth. Everything is a pure function of the seed.
 
+pub mod science;
+
 /// A packet as the spacecraft generated it, before the downlink touches it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedPacket {

@@ -1,0 +1,391 @@
+//! The scanning law: a mean Sun on the ecliptic, the spin axis 45° from it
+//! precessing every 63 days, the spin at 60″/s, and attitude disturbances (true
+//! attitude versus the on-board estimate that is telemetered).
+//!
+//! Model (active rotations of SRS vectors into ICRS, ICD §4.2 convention):
+//!
+//! `q(t) = Rx(ε) ⊗ Rz(λ☉) ⊗ Ry(90°) ⊗ Rz(ν) ⊗ Rx(ξ) ⊗ Rz(Ω)`
+//!
+//! read right to left: spin the SRS by the spin phase Ω about its z axis, tilt z by
+//! ξ = 45° away from an intermediate "Sun" axis, precess by ν about that axis, turn
+//! the Sun axis onto the ecliptic direction of the mean Sun λ☉, and rotate the
+//! ecliptic frame into ICRS by the obliquity ε. So the spin axis always stays 45°
+//! from the Sun and the scan circles sweep the sky as the Sun and precession move.
+//!
+//! * Mean Sun: `λ☉ = 280.460° + 0.9856474° d`, d = days of TT since J2000
+//!   (`d = 3652.5 + (t + 32.184)/86400`, t the OBT in s); no equation of centre.
+//!   ε = 23.439291° (J2000).
+//! * Precession phase `ν = ν₀ + 2π t / 63 d`, spin phase `Ω = Ω₀ + 2π t / 21600 s`
+//!   (60″/s), with ν₀, Ω₀ drawn from the seed. Phases are computed from integer
+//!   nanoseconds modulo their periods so they stay exact over a mission.
+//! * A disturbance (micro-meteoroid hit) at `t_h` changes the TRUE spin rate by
+//!   `δω` for the rest of the day: Ω_true gains `δω (t − t_h)`. The ON-BOARD
+//!   estimate (what is telemetered) keeps the pre-hit rate for `settle_s` seconds
+//!   (its error grows to `−δω·settle_s`), then converges back to the true
+//!   attitude linearly over another `settle_s` seconds. Along-scan residuals of
+//!   transits in those 2·settle_s seconds therefore reach `|δω|·settle_s`.
+
+use super::Disturbance;
+use meridian_core::geom::{RAD_PER_MAS, Vec3};
+use meridian_core::instrument::SPIN_RATE_ARCSEC_PER_S;
+use meridian_core::time::NS_PER_S;
+use meridian_core::{Quat, geom::RAD_PER_ARCSEC};
+use std::f64::consts::{FRAC_PI_2, TAU};
+
+/// Solar aspect angle ξ: spin axis to Sun, degrees.
+pub const SUN_ASPECT_DEG: f64 = 45.0;
+/// Precession period of the spin axis about the Sun, days.
+pub const PRECESSION_PERIOD_DAYS: u64 = 63;
+/// Spin period (360° at 60″/s), ns.
+pub const SPIN_PERIOD_NS: u64 = 21_600 * NS_PER_S;
+/// Obliquity of the ecliptic (J2000), degrees.
+pub const OBLIQUITY_DEG: f64 = 23.439_291;
+/// Nominal spin rate, rad/s.
+pub const SPIN_RATE_RAD_S: f64 = SPIN_RATE_ARCSEC_PER_S * RAD_PER_ARCSEC;
+
+const PRECESSION_PERIOD_NS: u64 = PRECESSION_PERIOD_DAYS * 86_400 * NS_PER_S;
+const PRECESSION_RATE_RAD_S: f64 = TAU / (PRECESSION_PERIOD_DAYS as f64 * 86_400.0);
+const SUN_RATE_DEG_PER_DAY: f64 = 0.985_647_4;
+const SUN_RATE_RAD_S: f64 = SUN_RATE_DEG_PER_DAY / 86_400.0 * (std::f64::consts::PI / 180.0);
+
+/// The three angles of the scanning law at one instant, radians.
+#[derive(Debug, Clone, Copy)]
+struct Angles {
+    sun: f64,
+    precession: f64,
+    spin: f64,
+}
+
+/// The scanning law of one simulated day, with its disturbances.
+#[derive(Debug, Clone)]
+pub struct ScanLaw {
+    spin0: f64,
+    precession0: f64,
+    disturbances: Vec<Disturbance>,
+    /// `Rx(ε)`, constant.
+    ecliptic_to_icrs: Quat,
+    /// `Rx(ξ)`, constant.
+    aspect: Quat,
+}
+
+/// A time as an integer anchor plus a small offset in seconds: keeps nanosecond
+/// exactness of the anchor while letting solvers move continuously.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Instant {
+    pub anchor_ns: u64,
+    pub offset_s: f64,
+}
+
+impl Instant {
+    pub fn at(anchor_ns: u64) -> Self {
+        Self {
+            anchor_ns,
+            offset_s: 0.0,
+        }
+    }
+
+    pub fn plus(self, seconds: f64) -> Self {
+        Self {
+            anchor_ns: self.anchor_ns,
+            offset_s: self.offset_s + seconds,
+        }
+    }
+
+    /// Nanoseconds (f64) of this instant after `origin_ns`; exact to ~1e-6 ns for
+    /// offsets of minutes.
+    pub fn ns_after(self, origin_ns: u64) -> f64 {
+        signed_ns(self.anchor_ns, origin_ns) + self.offset_s * 1e9
+    }
+
+    /// Seconds after `origin_ns`.
+    pub fn seconds_after(self, origin_ns: u64) -> f64 {
+        self.ns_after(origin_ns) * 1e-9
+    }
+
+    /// Rounded to the nearest nanosecond (saturating at 0).
+    pub fn round_ns(self) -> u64 {
+        let off = (self.offset_s * 1e9).round();
+        if off >= 0.0 {
+            self.anchor_ns.saturating_add(off as u64)
+        } else {
+            self.anchor_ns.saturating_sub((-off) as u64)
+        }
+    }
+}
+
+/// `a − b` in ns as f64, exact for differences below 2^53 ns.
+pub fn signed_ns(a: u64, b: u64) -> f64 {
+    if a >= b {
+        (a - b) as f64
+    } else {
+        -((b - a) as f64)
+    }
+}
+
+/// Phase in [0, 2π) of a periodic angle at integer time, exact modulo the period.
+fn phase(t_ns: u64, period_ns: u64) -> f64 {
+    (t_ns % period_ns) as f64 / period_ns as f64 * TAU
+}
+
+fn rot_x(a: f64) -> Quat {
+    Quat::from_axis_angle(Vec3::new(1.0, 0.0, 0.0), a)
+}
+fn rot_y(a: f64) -> Quat {
+    Quat::from_axis_angle(Vec3::new(0.0, 1.0, 0.0), a)
+}
+fn rot_z(a: f64) -> Quat {
+    Quat::from_axis_angle(Vec3::new(0.0, 0.0, 1.0), a)
+}
+
+impl ScanLaw {
+    /// A scanning law with initial spin and precession phases (radians at OBT 0).
+    pub fn new(spin0: f64, precession0: f64, disturbances: Vec<Disturbance>) -> Self {
+        Self {
+            spin0,
+            precession0,
+            disturbances,
+            ecliptic_to_icrs: rot_x(OBLIQUITY_DEG.to_radians()),
+            aspect: rot_x(SUN_ASPECT_DEG.to_radians()),
+        }
+    }
+
+    fn nominal_angles(&self, t: Instant) -> Angles {
+        let a = t.anchor_ns;
+        // Mean Sun from days of TT since J2000; the anchor as f64 loses < 100 ns,
+        // i.e. < 1e-11 rad of solar longitude.
+        let days = 3652.5 + (a as f64 * 1e-9 + 32.184) / 86_400.0;
+        let sun = (280.460 + SUN_RATE_DEG_PER_DAY * days)
+            .rem_euclid(360.0)
+            .to_radians();
+        Angles {
+            sun: sun + SUN_RATE_RAD_S * t.offset_s,
+            precession: self.precession0
+                + phase(a, PRECESSION_PERIOD_NS)
+                + PRECESSION_RATE_RAD_S * t.offset_s,
+            spin: self.spin0 + phase(a, SPIN_PERIOD_NS) + SPIN_RATE_RAD_S * t.offset_s,
+        }
+    }
+
+    /// Extra spin phase of the true attitude from disturbances, radians.
+    fn true_spin_offset(&self, t: Instant) -> f64 {
+        self.disturbances
+            .iter()
+            .map(|d| {
+                let since = t.seconds_after(d.obt_ns);
+                if since > 0.0 {
+                    d.delta_rate_mas_per_s * RAD_PER_MAS * since
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    }
+
+    /// On-board minus true spin phase, radians (see the module docs).
+    pub fn onboard_spin_error(&self, t: Instant) -> f64 {
+        self.disturbances
+            .iter()
+            .map(|d| {
+                let since = t.seconds_after(d.obt_ns);
+                let rate = d.delta_rate_mas_per_s * RAD_PER_MAS;
+                let settle = d.settle_s.max(0.0);
+                if since <= 0.0 || since >= 2.0 * settle {
+                    0.0
+                } else if since <= settle {
+                    -rate * since
+                } else {
+                    -rate * (2.0 * settle - since)
+                }
+            })
+            .sum()
+    }
+
+    fn compose(&self, a: Angles) -> Quat {
+        self.ecliptic_to_icrs
+            * rot_z(a.sun)
+            * rot_y(FRAC_PI_2)
+            * rot_z(a.precession)
+            * self.aspect
+            * rot_z(a.spin)
+    }
+
+    /// The attitude that places star images (includes disturbances).
+    pub fn true_attitude(&self, t: Instant) -> Quat {
+        let mut a = self.nominal_angles(t);
+        a.spin += self.true_spin_offset(t);
+        self.compose(a)
+    }
+
+    /// The attitude the spacecraft believes and telemeters (before sensor noise).
+    pub fn onboard_attitude(&self, t: Instant) -> Quat {
+        let mut a = self.nominal_angles(t);
+        a.spin += self.true_spin_offset(t) + self.onboard_spin_error(t);
+        self.compose(a)
+    }
+
+    /// The true attitude with the slowly varying part (Sun, precession) evaluated
+    /// once: `(slow, spin)` with `q = slow ⊗ Rz(spin)`.
+    fn true_split(&self, t: Instant) -> (Quat, f64) {
+        let a = self.nominal_angles(t);
+        let slow = self.ecliptic_to_icrs
+            * rot_z(a.sun)
+            * rot_y(FRAC_PI_2)
+            * rot_z(a.precession)
+            * self.aspect;
+        (slow, a.spin + self.true_spin_offset(t))
+    }
+
+    /// SRS azimuth and elevation (radians) of ICRS direction `u` at `t`, under the
+    /// true attitude.
+    pub fn srs_angles(&self, u: Vec3, t: Instant) -> (f64, f64) {
+        let (slow, spin) = self.true_split(t);
+        let v = slow.conj().rotate(u);
+        let az = v.y.atan2(v.x) - spin;
+        let el = v.z.atan2(v.x.hypot(v.y));
+        (wrap_pi(az), el)
+    }
+
+    /// The instant near `guess` at which `u` reaches SRS azimuth `target` under
+    /// the true attitude, and its elevation then. Newton iterations on
+    /// `φ(t) − target` with the slope `−rate` (rad/s; the nominal spin rate, or a
+    /// better local estimate from [`ScanLaw::azimuth_rate`]); with a slope off by
+    /// a relative ε each step gains a factor ε. Deterministic for given inputs.
+    pub fn solve_crossing_with_rate(
+        &self,
+        u: Vec3,
+        target: f64,
+        guess: Instant,
+        rate: f64,
+    ) -> (Instant, f64) {
+        let mut t = guess;
+        let mut el = 0.0;
+        for _ in 0..12 {
+            let (az, e) = self.srs_angles(u, t);
+            el = e;
+            let step = wrap_pi(az - target) / rate;
+            t = t.plus(step);
+            // 1e-11 s is 3e-15 rad of spin: far below anything measured.
+            if step.abs() < 1e-11 {
+                break;
+            }
+        }
+        (t, el)
+    }
+
+    /// [`ScanLaw::solve_crossing_with_rate`] with the nominal spin rate.
+    pub fn solve_crossing(&self, u: Vec3, target: f64, guess: Instant) -> (Instant, f64) {
+        self.solve_crossing_with_rate(u, target, guess, SPIN_RATE_RAD_S)
+    }
+
+    /// The rate (rad/s, positive) at which the SRS azimuth of `u` decreases
+    /// around `t`: the spin plus the small share of precession and Sun motion.
+    pub fn azimuth_rate(&self, u: Vec3, t: Instant) -> f64 {
+        let (a0, _) = self.srs_angles(u, t);
+        let (a1, _) = self.srs_angles(u, t.plus(1.0));
+        let r = -wrap_pi(a1 - a0);
+        if r > 0.5 * SPIN_RATE_RAD_S {
+            r
+        } else {
+            SPIN_RATE_RAD_S
+        }
+    }
+}
+
+/// Angle wrapped into (−π, π].
+pub fn wrap_pi(a: f64) -> f64 {
+    let w = a.rem_euclid(TAU);
+    if w > std::f64::consts::PI { w - TAU } else { w }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_core::geom::MAS_PER_RAD;
+
+    fn law() -> ScanLaw {
+        ScanLaw::new(0.3, 1.1, Vec::new())
+    }
+
+    fn sun_direction(t_ns: u64) -> Vec3 {
+        let days = 3652.5 + (t_ns as f64 * 1e-9 + 32.184) / 86_400.0;
+        let lon = (280.460 + SUN_RATE_DEG_PER_DAY * days).to_radians();
+        let ecl = Vec3::new(lon.cos(), lon.sin(), 0.0);
+        rot_x(OBLIQUITY_DEG.to_radians()).rotate(ecl)
+    }
+
+    #[test]
+    fn spin_axis_stays_45_degrees_from_the_sun() {
+        let law = law();
+        for day in [0u64, 1, 17, 63, 400, 6000] {
+            let t = day * 86_400 * NS_PER_S + 12_345;
+            let z = law
+                .true_attitude(Instant::at(t))
+                .rotate(Vec3::new(0.0, 0.0, 1.0));
+            let angle = z.angle_to(sun_direction(t)).to_degrees();
+            assert!((angle - 45.0).abs() < 1e-9, "day {day}: {angle}");
+        }
+    }
+
+    #[test]
+    fn stars_drift_to_decreasing_azimuth_at_60_arcsec_per_second() {
+        let law = law();
+        let t0 = Instant::at(200_000_000 * NS_PER_S);
+        let x = law.true_attitude(t0).rotate(Vec3::new(1.0, 0.0, 0.0));
+        let (az0, _) = law.srs_angles(x, t0);
+        let (az1, _) = law.srs_angles(x, t0.plus(1.0));
+        let rate_arcsec = (az1 - az0) * MAS_PER_RAD / 1000.0;
+        // Precession and the Sun add well under 1″/s.
+        assert!((rate_arcsec + 60.0).abs() < 0.5, "{rate_arcsec}");
+    }
+
+    #[test]
+    fn anchor_and_offset_describe_the_same_attitude() {
+        let law = law();
+        let a = 300_000_000 * NS_PER_S + 777;
+        let q1 = law.true_attitude(Instant::at(a).plus(42.5));
+        let q2 = law.true_attitude(Instant::at(a + 42_500_000_000));
+        assert!(q1.angle_to(q2) * MAS_PER_RAD < 1e-4);
+    }
+
+    #[test]
+    fn crossing_solver_hits_the_target_azimuth() {
+        let law = law();
+        let t0 = Instant::at(250_000_000 * NS_PER_S);
+        let u = law
+            .true_attitude(t0)
+            .rotate(meridian_core::instrument::srs_from_angles(0.2, 0.001));
+        let (t, el) = law.solve_crossing(u, 0.1, t0);
+        let (az, _) = law.srs_angles(u, t);
+        assert!((az - 0.1).abs() * MAS_PER_RAD < 1e-3);
+        // The spin axis moves ~0.2″/s, so the elevation drifts over 344 s.
+        assert!((el - 0.001).abs() < 5e-4, "{el}");
+        assert!((t.offset_s - 0.1 / SPIN_RATE_RAD_S).abs() < 1.0);
+    }
+
+    #[test]
+    fn disturbance_shows_only_in_the_true_attitude_while_settling() {
+        let hit = 100_000 * NS_PER_S;
+        let d = Disturbance {
+            obt_ns: hit,
+            delta_rate_mas_per_s: 4.0,
+            settle_s: 30.0,
+        };
+        let law = ScanLaw::new(0.0, 0.0, vec![d]);
+        let at = |s: f64| Instant::at(hit).plus(s);
+        let sep = |s: f64| {
+            law.true_attitude(at(s))
+                .angle_to(law.onboard_attitude(at(s)))
+                * MAS_PER_RAD
+        };
+        assert!(sep(-1.0) < 1e-6);
+        assert!((sep(30.0) - 120.0).abs() < 1e-3, "{}", sep(30.0));
+        assert!((sep(45.0) - 60.0).abs() < 1e-3);
+        assert!(sep(60.5) < 1e-6);
+        // The true attitude itself now runs 4 mas/s faster than the nominal law.
+        let nominal = ScanLaw::new(0.0, 0.0, Vec::new());
+        let lead = law
+            .true_attitude(at(100.0))
+            .angle_to(nominal.true_attitude(at(100.0)));
+        assert!((lead * MAS_PER_RAD - 400.0).abs() < 1e-3);
+    }
+}
