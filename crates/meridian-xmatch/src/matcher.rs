@@ -120,15 +120,13 @@ fn pm_margin(tier: &Tier, epoch: f64) -> f64 {
     tier.max_pm * RAD_PER_MAS * dt
 }
 
-/// Largest distance from the centre of a cell near `(lon, lat)` to its border,
-/// padded: cdshealpix's documented upper limit, 5% more.
-fn cell_radius(depth: u8, lon: f64, lat: f64, around: f64) -> f64 {
-    let r = if around > 0.0 {
-        cdshealpix::largest_center_to_vertex_distance_with_radius(depth, lon, lat, around.min(PI))
-    } else {
-        cdshealpix::largest_center_to_vertex_distance(depth, lon, lat)
-    };
-    widen(r * 1.05)
+/// Bound on the distance from the centre of any cell at `depth` to any point of
+/// that cell. The largest such distance over the sky is 0.841 rad at depth 0 and
+/// tends to 1.069 / 2^depth from below (measured on sampled cell borders, see
+/// the test); cdshealpix's position-dependent bound is up to 8% short near the
+/// polar-cap transition, so a global bound with 10% to spare is used instead.
+pub(crate) fn cell_radius(depth: u8) -> f64 {
+    widen(1.10 * 1.07 / f64::from(1u32 << depth.min(30)))
 }
 
 /// The part of one tier a group of transits can reach.
@@ -232,7 +230,7 @@ impl<'a> Matcher<'a> {
         transits: &[TransitPos],
     ) -> Vec<(u32, Vec<Candidate>)> {
         let (lon, lat) = nested::center(self.group_depth, cell);
-        let group_radius = cell_radius(self.group_depth, lon, lat, 0.0);
+        let group_radius = cell_radius(self.group_depth);
         let reach: Vec<(Tier, TierReach)> = (0..N_TIERS)
             .map(|t| self.index.tier(t))
             .filter(|tier| !tier.is_empty())
@@ -302,6 +300,9 @@ fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
         // Hemisphere-sized cones: every cell, filtered per transit anyway.
         tier.cells().map(with_centre).collect()
     } else {
+        // cdshealpix decides overlap with its own centre-to-vertex bound, which
+        // can be 8% short (see `cell_radius`): widen the cone by 10% of a cell.
+        let cone = cone + 0.1 * cell_radius(tier.depth);
         nested::cone_coverage_approx(tier.depth, lon, lat, cone)
             .flat_iter()
             .map(|cell| (cell, tier.cell_range(cell)))
@@ -311,7 +312,7 @@ fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
     };
     TierReach {
         cells,
-        cell_radius: cell_radius(tier.depth, lon, lat, cone),
+        cell_radius: cell_radius(tier.depth),
     }
 }
 
@@ -342,4 +343,36 @@ pub fn finish_matches(
         return Err(MatchError::DuplicateTransit(w[0].transit_id));
     }
     Ok(matched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdshealpix::compass_point::Cardinal;
+
+    #[test]
+    fn cell_radius_bounds_every_cell_border() {
+        for depth in 0..=5u8 {
+            for h in 0..nested::n_hash(depth) {
+                let (lon, lat) = nested::center(depth, h);
+                let c = Vec3::from_radec_rad(lon, lat);
+                let border = nested::path_along_cell_edge(depth, h, &Cardinal::S, false, 16);
+                for &(blon, blat) in border.iter() {
+                    let d = c.angle_to(Vec3::from_radec_rad(blon, blat));
+                    assert!(d * 1.05 < cell_radius(depth), "depth {depth} cell {h}: {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chord_prefilter_is_monotonic_and_saturates() {
+        assert_eq!(chord2(PI), 4.0);
+        assert_eq!(chord2(10.0), 4.0);
+        let a = 1e-6;
+        let v = Vec3::from_radec_rad(0.0, 0.0);
+        let w = Vec3::from_radec_rad(a, 0.0);
+        assert!(dist2([w.x, w.y, w.z], v) <= chord2(widen(a)));
+        assert!(chord2(1e-6) < chord2(2e-6));
+    }
 }

@@ -25,7 +25,8 @@ pub fn link_new_sources(unmatched: &[TransitPos], radius_rad: f64) -> Vec<u64> {
         .map(|(i, t)| (cell_of(t), i as u32))
         .collect();
     by_cell.par_sort_unstable();
-    let cone = radius_rad * (1.0 + 1e-9) + 1e-12;
+    // Widened as in the matcher: cdshealpix's coverage can be short by 8% of a cell.
+    let cone = radius_rad * (1.0 + 1e-9) + 1e-12 + 0.1 * crate::matcher::cell_radius(depth);
     // Each transit finds its partners of larger index: every link once.
     let edges: Vec<(u32, u32)> = (0..n)
         .into_par_iter()

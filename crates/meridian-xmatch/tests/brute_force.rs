@@ -15,7 +15,7 @@ fn build(csv: &str, dir: &Path, opts: &BuildOptions) -> Index {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn matches_brute_force(
