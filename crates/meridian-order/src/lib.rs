@@ -32,7 +32,8 @@
 //!   variant's records leave the chunks for `conflicts/<stream>.mprod`, and
 //!   `conflicts.json` lists the variants (hash, record count, smallest delivery id
 //!   that carried it). A conflicting packet still counts as received for gaps; the
-//!   chunks its variants span stay provisional. A packet repeated back to back
+//!   chunks its variants span stay provisional. A chunk exists once any accepted
+//!   record fell in it, so it may hold no records when all of them were conflicts. A packet repeated back to back
 //!   inside one delivery is reduced to one copy (see [`record::primitive_root`]).
 //! * **Gaps and completeness.** See [`gaps`]: per APID in packet-time order,
 //!   `(b − a − 1) mod 16384` missing between consecutive counts `a`, `b`; completeness

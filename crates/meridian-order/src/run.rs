@@ -590,11 +590,13 @@ fn write_stream<R: StreamRecord>(
             }
         }
         progress.advance(1);
-        let unchanged = added == 0 && removed == 0;
-        if unchanged || (old.is_none() && writer.count() == 0) {
-            // Dropping the writer removes its temporary file.
+        if added == 0 && removed == 0 {
+            // Nothing changed: dropping the writer removes its temporary file.
             continue;
         }
+        // A chunk exists once any accepted record fell in it, even if every such
+        // record later turned out to belong to a conflict: that keeps the set of
+        // chunks independent of the order in which the variants arrived.
         let records = writer.count();
         ctx.summary.records_merged += merged;
         let product = writer.finish()?;

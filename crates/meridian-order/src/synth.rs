@@ -108,13 +108,24 @@ impl Packet {
         p
     }
 
-    /// The same key with different bytes: one record value changed.
+    /// The same key with different bytes: one record value changed, and every
+    /// record moved 30 s later (so the variants fall in different chunks).
     pub fn conflicting_variant(&self) -> Packet {
+        const SHIFT: u64 = 30_000_000_000;
         let mut p = self.clone();
         match &mut p.payload {
-            Payload::Window(v) => v[0].samples[0] ^= 1,
-            Payload::Attitude(v) => v[0].q[0] += 1e-9,
-            Payload::Hk(v) => v[0].raw += 1.0,
+            Payload::Window(v) => {
+                v[0].samples[0] ^= 1;
+                v.iter_mut().for_each(|r| r.obt_ns += SHIFT);
+            }
+            Payload::Attitude(v) => {
+                v[0].q[0] += 1e-9;
+                v.iter_mut().for_each(|r| r.obt_ns += SHIFT);
+            }
+            Payload::Hk(v) => {
+                v[0].raw += 1.0;
+                v.iter_mut().for_each(|r| r.obt_ns += SHIFT);
+            }
         }
         p.rehash();
         p
@@ -138,6 +149,9 @@ pub struct DayConfig {
     pub retransmit: f64,
     /// Number of deliveries the delivered packets are spread over.
     pub deliveries: usize,
+    /// Each delivery holds one contiguous slice of time (like a dump), rather than
+    /// packets of any time.
+    pub contiguous: bool,
 }
 
 impl Default for DayConfig {
@@ -151,6 +165,7 @@ impl Default for DayConfig {
             loss: 0.02,
             retransmit: 0.05,
             deliveries: 8,
+            contiguous: false,
         }
     }
 }
@@ -305,8 +320,15 @@ fn spread(packets: Vec<Packet>, cfg: &DayConfig, rng: &mut SplitMix) -> (Vec<Vec
     let n = cfg.deliveries.max(1);
     let mut out: Vec<Vec<Packet>> = vec![Vec::new(); n];
     let mut duplicates = 0;
+    let end = cfg.start_obt_ns + cfg.duration_s * NS;
     for p in packets {
-        let d = rng.below(n as u64) as usize;
+        let d = if cfg.contiguous {
+            let into = p.packet_obt_ns.saturating_sub(cfg.start_obt_ns) as u128;
+            let span = (end - cfg.start_obt_ns).max(1) as u128;
+            ((into * n as u128 / span) as usize).min(n - 1)
+        } else {
+            rng.below(n as u64) as usize
+        };
         if rng.chance(cfg.retransmit) {
             duplicates += 1;
             if rng.chance(0.3) {

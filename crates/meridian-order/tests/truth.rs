@@ -46,8 +46,8 @@ fn a_day_with_losses_and_retransmissions_matches_its_truth() {
         day.gaps.len() > 5 && day.duplicates > 10,
         "the day exercises both"
     );
-    let decoded = tempfile::tempdir().unwrap();
-    let ordered = tempfile::tempdir().unwrap();
+    let decoded = common::tempdir();
+    let ordered = common::tempdir();
     write_day(decoded.path(), &day, 7).unwrap();
     let summary = run(decoded.path(), ordered.path());
     assert!(summary.failed.is_empty());
