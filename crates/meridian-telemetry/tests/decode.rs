@@ -1,0 +1,239 @@
+//! Decoding against known truth: clean streams decode exactly; streams with
+//! injected bit flips, garbage, duplicated spans and truncation lose no intact
+//! packet, invent none, and balance the byte accounting; the parallel and zstd
+//! paths agree with a plain sequential pass.
+
+mod common;
+
+use common::{TruthPacket, db, faulty_stream, packets};
+use meridian_telemetry::decode::{Decoded, ItemDecoder};
+use meridian_telemetry::input::{DecodeOptions, decode_delivery, decode_raw, decode_zstd};
+use meridian_telemetry::reader::{Item, PacketReader};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+fn concat(ps: &[TruthPacket]) -> Vec<u8> {
+    ps.iter().flat_map(|p| p.bytes.iter().copied()).collect()
+}
+
+fn decode_all(
+    bytes: &[u8],
+    options: DecodeOptions,
+) -> (Decoded, meridian_telemetry::decode::DecodeStats) {
+    let db = db();
+    let mut out = Decoded::default();
+    let stats = decode_delivery(bytes, &db, "d.tm", options, &mut out).unwrap();
+    (out, stats)
+}
+
+fn sequential() -> DecodeOptions {
+    DecodeOptions {
+        segment_len: usize::MAX,
+        ..DecodeOptions::default()
+    }
+}
+
+#[test]
+fn clean_stream_decodes_every_record_exactly() {
+    let ps = packets(7, 400);
+    let bytes = concat(&ps);
+    let (out, stats) = decode_all(&bytes, sequential());
+    let mut want = Decoded::default();
+    for p in &ps {
+        want.windows.extend(p.records.windows.iter().cloned());
+        want.attitude.extend(p.records.attitude.iter().cloned());
+        want.hk.extend(p.records.hk.iter().cloned());
+    }
+    assert_eq!(out.windows, want.windows);
+    assert_eq!(out.attitude.len(), want.attitude.len());
+    for (a, b) in out.attitude.iter().zip(&want.attitude) {
+        assert_eq!(
+            (a.obt_ns, a.q.map(f64::to_bits)),
+            (b.obt_ns, b.q.map(f64::to_bits))
+        );
+        assert_eq!(a.packet_hash, b.packet_hash);
+    }
+    assert_eq!(out.hk, want.hk);
+    assert!(out.quarantine.is_empty(), "{:?}", out.quarantine);
+    let unknown: Vec<&TruthPacket> = ps.iter().filter(|p| p.unknown).collect();
+    assert_eq!(out.unknown_packets.len(), unknown.len());
+    let mut offset = 0;
+    let offsets: HashMap<usize, u64> = ps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let o = offset;
+            offset += p.bytes.len() as u64;
+            (i, o)
+        })
+        .collect();
+    for (u, (i, p)) in out
+        .unknown_packets
+        .iter()
+        .zip(ps.iter().enumerate().filter(|(_, p)| p.unknown))
+    {
+        assert_eq!(u.bytes, p.bytes);
+        assert_eq!(u.apid, p.apid);
+        assert_eq!(u.offset, offsets[&i]);
+        assert_eq!(u.delivery, "d.tm");
+        assert!(u.service.is_some() && u.obt_ns.is_some());
+    }
+    let idle = ps.iter().filter(|p| p.apid == 0x7FF).count() as u64;
+    assert_eq!(stats.idle_packets, idle);
+    assert_eq!(stats.packets, ps.len() as u64 - idle);
+    assert_eq!(stats.decompressed_len, bytes.len() as u64);
+    assert_eq!(stats.quarantined_bytes, 0);
+    stats.check_accounting().unwrap();
+}
+
+#[test]
+fn crc_valid_packet_of_unknown_apid_is_kept_with_its_header_fields() {
+    let mut bytes = Vec::new();
+    let sec = meridian_telemetry::SecondaryHeader::new(17, 2, 9, 5_000_000_000);
+    meridian_telemetry::packet::encode_packet(&mut bytes, 0x3AB, 77, &sec, b"hello").unwrap();
+    let (out, stats) = decode_all(&bytes, sequential());
+    assert_eq!(out.unknown_packets.len(), 1);
+    let u = &out.unknown_packets[0];
+    assert_eq!(
+        (u.apid, u.service, u.subtype, u.seq, u.obt_ns, u.offset),
+        (0x3AB, Some(17), Some(2), 77, Some(5_000_000_000), 0)
+    );
+    assert_eq!(u.bytes, bytes);
+    assert_eq!(stats.unknown_packets, 1);
+    assert_eq!(stats.packets_per_apid["0x3ab"], 1);
+}
+
+#[test]
+fn malformed_application_data_is_quarantined_whole_with_its_reason() {
+    let mut bytes = Vec::new();
+    let sec = meridian_telemetry::SecondaryHeader::new(200, 1, 1, 1_000_000_000);
+    // Claims 5 windows, carries none.
+    meridian_telemetry::packet::encode_packet(&mut bytes, 0x101, 1, &sec, &[0, 5]).unwrap();
+    let first = bytes.len();
+    let sec = meridian_telemetry::SecondaryHeader::new(3, 25, 2, 1_000_000_000);
+    meridian_telemetry::packet::encode_packet(&mut bytes, 0x201, 2, &sec, &[0, 99, 1, 2]).unwrap();
+    let (out, stats) = decode_all(&bytes, sequential());
+    assert_eq!(out.quarantine.len(), 2);
+    let q = &out.quarantine[0];
+    assert_eq!((q.offset, q.length as usize), (0, first));
+    assert!(
+        q.reason
+            .starts_with("malformed_application_data: application data ends"),
+        "{}",
+        q.reason
+    );
+    assert_eq!(q.bytes, bytes[..first]);
+    assert!(out.quarantine[1].reason.contains("structure ID 99"));
+    assert_eq!(stats.malformed_packets, 2);
+    assert_eq!(stats.packets, 0);
+    stats.check_accounting().unwrap();
+}
+
+#[test]
+fn zstd_multi_frame_stream_decodes_like_raw_and_broken_stream_names_offset() {
+    let ps = packets(3, 300);
+    let bytes = concat(&ps);
+    let half = bytes.len() / 2;
+    let mut z = zstd::encode_all(&bytes[..half], 3).unwrap();
+    z.extend(zstd::encode_all(&bytes[half..], 3).unwrap());
+    let small = DecodeOptions {
+        block_len: 1000,
+        ..sequential()
+    };
+    assert_eq!(decode_all(&z, small), decode_all(&bytes, sequential()));
+    let broken = &z[..z.len() * 3 / 4];
+    let db = db();
+    let err = decode_delivery(broken, &db, "b.tm.zst", small, &mut Decoded::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("zstd stream breaks after "), "{err}");
+}
+
+/// What a faulty stream must decode into, checked item by item.
+fn check_recovery(seed: u64, n: usize, rate: u64) -> Result<(), TestCaseError> {
+    let ps = packets(seed, n);
+    let stream = faulty_stream(seed, &ps, rate);
+    let truth: HashMap<&[u8], &TruthPacket> = ps.iter().map(|p| (&p.bytes[..], p)).collect();
+    let db = db();
+    let mut decoder = ItemDecoder::new(&db, "f.tm");
+    let mut found = HashMap::new();
+    let mut next = 0u64;
+    for item in PacketReader::new(&stream.bytes) {
+        prop_assert_eq!(item.offset(), next, "items tile the stream");
+        next += item.len() as u64;
+        let mut records = Decoded::default();
+        let Ok(()) = decoder.decode(item, &mut records);
+        if let Item::Packet(p) = item {
+            let t = truth.get(p.bytes);
+            prop_assert!(t.is_some(), "invented packet at {}", p.offset);
+            let t = t.unwrap();
+            prop_assert_eq!(&records.windows, &t.records.windows);
+            prop_assert_eq!(&records.hk, &t.records.hk);
+            prop_assert_eq!(records.attitude.len(), t.records.attitude.len());
+            prop_assert_eq!(records.unknown_packets.len(), t.unknown as usize);
+            found.insert(p.offset as usize, p.bytes.len());
+        }
+    }
+    prop_assert_eq!(next, stream.bytes.len() as u64);
+    for &(offset, len) in &stream.intact {
+        prop_assert_eq!(
+            found.get(&offset),
+            Some(&len),
+            "intact packet at {} lost",
+            offset
+        );
+    }
+    let mut stats = decoder.into_stats();
+    stats.decompressed_len = stream.bytes.len() as u64;
+    prop_assert!(stats.check_accounting().is_ok());
+    Ok(())
+}
+
+/// The parallel raw path and the streamed zstd path equal a sequential pass.
+fn check_paths_agree(
+    seed: u64,
+    n: usize,
+    segment: usize,
+    block: usize,
+) -> Result<(), TestCaseError> {
+    let ps = packets(seed, n);
+    let stream = faulty_stream(seed, &ps, 15);
+    let db = db();
+    let seq = decode_all(&stream.bytes, sequential());
+    let mut par = Decoded::default();
+    let opts = DecodeOptions {
+        segment_len: segment,
+        block_len: block,
+    };
+    let par_stats = decode_raw(&stream.bytes, &db, "d.tm", opts, &mut par).unwrap();
+    prop_assert_eq!(&(par, par_stats), &seq);
+    let z = zstd::encode_all(&stream.bytes[..], 1).unwrap();
+    let mut zs = Decoded::default();
+    let z_stats = decode_zstd(&z, &db, "d.tm", opts, &mut zs).unwrap();
+    prop_assert_eq!(&(zs, z_stats), &seq);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn faults_lose_no_intact_packet_and_accounting_balances(seed in any::<u64>(), n in 1usize..120, rate in 0u64..40) {
+        check_recovery(seed, n, rate)?;
+    }
+
+    #[test]
+    fn parallel_and_streamed_decoding_match_sequential(seed in any::<u64>(), n in 1usize..150, segment in 64usize..5000, block in 1usize..3000) {
+        check_paths_agree(seed, n, segment, block)?;
+    }
+}
+
+#[test]
+fn heavy_faults_at_fixed_seeds() {
+    for seed in 0..20 {
+        let s = faulty_stream(seed, &packets(seed, 300), 60);
+        assert!(s.flipped > 0 && s.garbage_runs > 0 && s.duplicated_spans > 0);
+        assert!(s.intact.len() > 100);
+        check_recovery(seed, 300, 60).unwrap();
+    }
+}
