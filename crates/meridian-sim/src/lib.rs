@@ -36,3 +36,7 @@ pub enum PacketContent {
     /// APID 0x201: structure ID and raw values in database order.
     Housekeeping { sid: u16, raw: Vec<f64> },
 }
+
+pub mod day;
+pub mod downlink;
+pub mod hk;
