@@ -49,10 +49,10 @@ pub fn snapshot(out: &Path) -> Snapshot {
 /// fsynced, which on a busy disk would dominate the test time.
 pub fn tempdir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::tempdir_in(shm) {
-            return d;
-        }
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
     }
     tempfile::tempdir().expect("temporary folder")
 }
