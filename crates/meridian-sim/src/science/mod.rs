@@ -453,6 +453,7 @@ impl ScienceSim {
             hi_s: (hi - k * BLOCK_NS) as f64 * 1e-9,
             shared_upper: hi == (k + 1) * BLOCK_NS,
         };
+        let frame = self.law.frame(Instant::at(span.anchor));
         let mut transits = Vec::new();
         let mut stars = Vec::new();
         for cell in self.candidate_cells(lo, (hi - lo) as f64 * 1e-9) {
@@ -460,8 +461,17 @@ impl ScienceSim {
             self.sky.stars_in(cell, &mut stars);
             out.candidates += stars.len() as u64;
             for star in &stars {
-                for fov in 0..2u8 {
-                    if let Some(t) = self.owned_transit(star, fov, &span, k) {
+                let crossings = windows::crossings_from_anchor(
+                    &self.law,
+                    &frame,
+                    star,
+                    span.anchor,
+                    (span.lo_s, span.hi_s),
+                );
+                for (fov, crossing) in (0u8..).zip(crossings) {
+                    if let Some(t) =
+                        crossing.and_then(|c| self.owned_transit(star, fov, c, &span, k))
+                    {
                         transits.push(t);
                     }
                 }
@@ -482,12 +492,10 @@ impl ScienceSim {
         &self,
         star: &Star,
         fov: u8,
+        (t_ref, zeta): (Instant, f64),
         span: &BlockSpan,
         k: u64,
     ) -> Option<windows::Transit> {
-        let window = (span.lo_s, span.hi_s);
-        let (t_ref, zeta) =
-            windows::crossing_from_anchor(&self.law, star, fov, span.anchor, window)?;
         let after = t_ref.seconds_after(span.anchor);
         if after < span.lo_s {
             // At a shared lower boundary the previous block owns it, deciding
@@ -497,7 +505,10 @@ impl ScienceSim {
         if span.shared_upper && (after - span.hi_s).abs() < 1e-3 {
             // Near the upper boundary decide as the next block does: from its anchor.
             let next = span.anchor + BLOCK_NS;
-            match windows::crossing_from_anchor(&self.law, star, fov, next, (-1.0, 1.0)) {
+            let next_frame = self.law.frame(Instant::at(next));
+            let again =
+                windows::crossings_from_anchor(&self.law, &next_frame, star, next, (-1.0, 1.0));
+            match again[fov as usize] {
                 Some((t, _)) if t.seconds_after(next) < 0.0 => {}
                 _ => return None,
             }
