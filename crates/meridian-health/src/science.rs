@@ -183,7 +183,8 @@ pub fn residual_al_ac_mas(ra: f64, dec: f64, ra_cat: f64, dec_cat: f64, pa_deg: 
     (al * MAS_PER_RAD, ac * MAS_PER_RAD)
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+/// Median (mean of the middle two for an even count); None when empty.
+pub fn median_of(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -271,14 +272,14 @@ pub fn science_health(
             positioned: a.positioned,
             matched: a.matched,
             match_rate: ratio(a.matched, a.positioned),
-            median_al_mas: median(&mut a.al),
-            median_ac_mas: median(&mut a.ac),
+            median_al_mas: median_of(&mut a.al),
+            median_ac_mas: median_of(&mut a.ac),
             al_outliers: a.outliers,
             al_outlier_fraction: ratio(a.outliers, a.al.len() as u64),
             windows: a.windows,
             flagged_windows: a.flagged,
             flagged_fraction: ratio(a.flagged, a.windows),
-            median_background: median(&mut a.background),
+            median_background: median_of(&mut a.background),
         })
         .collect();
     let events = science_events(&bins, cfg);
