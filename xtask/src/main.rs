@@ -1,1 +1,153 @@
-fn main() {}
+//! Repeatable developer tasks: regenerate or verify the committed sample day,
+//! and measure the simulator's throughput.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use meridian_sim::day::{DayConfig, simulate_day};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Developer tasks for the Meridian workspace (run as `cargo xtask ...`).
+#[derive(Parser)]
+#[command(about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate fixtures/sample-day (DayConfig::sample_day), or with --check
+    /// verify that regenerating it reproduces the committed files byte for byte.
+    SampleDay {
+        /// Where the sample day lives.
+        #[arg(long, default_value = "fixtures/sample-day")]
+        out: PathBuf,
+        /// Regenerate into a temporary folder and compare instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Simulate a scaled day into a temporary folder and report throughput
+    /// (MB/s of delivered telemetry) and peak memory.
+    SimBench {
+        /// Fraction of a Gaia-scale sky.
+        #[arg(long, default_value_t = 0.002)]
+        scale: f64,
+        /// Length of the day in hours.
+        #[arg(long, default_value_t = 2.0)]
+        hours: f64,
+        /// Keep the day here instead of a temporary folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::SampleDay { out, check } => sample_day(&workspace_path(&out), check),
+        Command::SimBench { scale, hours, out } => sim_bench(scale, hours, out),
+    }
+}
+
+/// Relative paths are taken from the workspace root, wherever cargo runs us.
+fn workspace_path(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_owned();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+fn sample_day(out: &Path, check: bool) -> anyhow::Result<()> {
+    let cfg = DayConfig::sample_day();
+    if !check {
+        let stats =
+            simulate_day(&cfg, out).with_context(|| format!("writing {}", out.display()))?;
+        let size: u64 = files(out)?.values().map(|b| b.len() as u64).sum();
+        println!(
+            "wrote {}: {} deliveries, {} octets in all",
+            out.display(),
+            stats.deliveries,
+            size
+        );
+        return Ok(());
+    }
+    let tmp = std::env::temp_dir().join(format!("meridian-sample-day-{}", std::process::id()));
+    let result = (|| {
+        simulate_day(&cfg, &tmp)?;
+        compare_trees(out, &tmp)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result?;
+    println!("{} is reproduced byte for byte", out.display());
+    Ok(())
+}
+
+/// Every file under `dir` (relative path → bytes), skipping nothing.
+pub fn files(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir)?.to_owned();
+                out.insert(rel, std::fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn compare_trees(committed: &Path, fresh: &Path) -> anyhow::Result<()> {
+    let (a, b) = (files(committed)?, files(fresh)?);
+    let mut problems = Vec::new();
+    for (k, v) in &a {
+        match b.get(k) {
+            None => problems.push(format!("{}: not produced any more", k.display())),
+            Some(w) if w != v => problems.push(format!("{}: differs", k.display())),
+            _ => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        problems.push(format!("{}: new file, not committed", k.display()));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} does not match a fresh simulation:\n  {}\n(run `cargo xtask sample-day` and commit if the change is intended)",
+            committed.display(),
+            problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut cfg = DayConfig::default();
+    cfg.science.scale = Some(scale);
+    cfg.duration_s = hours * 3600.0;
+    let dir = out.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("meridian-sim-bench-{}", std::process::id()))
+    });
+    let started = Instant::now();
+    let stats = simulate_day(&cfg, &dir)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    println!(
+        "scale {scale}, {hours} h: {} windows, {} deliveries, {:.1} MB of telemetry in {elapsed:.2} s = {:.1} MB/s; {hwm}",
+        stats.windows,
+        stats.deliveries,
+        stats.delivery_stream_bytes as f64 / 1e6,
+        stats.delivery_stream_bytes as f64 / 1e6 / elapsed,
+    );
+    Ok(())
+}
