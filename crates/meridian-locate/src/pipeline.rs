@@ -35,7 +35,7 @@ use crate::attitude::{ATTITUDE_REACH_NS, AttitudeSeries};
 use crate::fit::fit_window;
 use crate::geometry::{Located, locate_window, transit_record};
 use meridian_core::Flag;
-use meridian_core::product::{ProductError, read_all, write_all, write_file_atomic};
+use meridian_core::product::{ProductError, ProductWriter, read_all, write_file_atomic};
 use meridian_core::records::{Attitude, Observation, Transit, Window};
 use meridian_core::time::NS_PER_S;
 use meridian_order::{ChunkEntry, Manifest, Stream, manifest::ManifestError};
@@ -61,6 +61,10 @@ pub const TRANSIT_SPAN_NS: u64 = 60 * NS_PER_S;
 /// Beyond a window's `obt_ns`, its `t_obs` lies at most 32 samples later; 1 s
 /// bounds that generously.
 const T_OBS_MARGIN_NS: u64 = NS_PER_S;
+/// zstd level of the output products.
+const OUTPUT_ZSTD_LEVEL: i32 = 1;
+/// Window chunks processed together, sharing their decoded neighbours.
+const BATCH_CHUNKS: usize = 16;
 /// Windows fitted per parallel task inside a chunk.
 const FIT_BATCH: usize = 2048;
 
@@ -75,6 +79,9 @@ pub enum LocateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An input chunk could not be read (the message names the file).
+    #[error("{0}")]
+    Input(String),
     #[error("{path}: another meridian-locate run holds this output folder")]
     Locked { path: PathBuf },
 }
@@ -359,15 +366,21 @@ impl Plan {
             summary.chunks_removed += 1;
         }
         self.remove_strays()?;
-        let results: Vec<(ChunkJob, Result<ChunkOutcome, LocateError>)> = self
-            .to_process
-            .par_iter()
-            .map(|job| {
-                let r = process_chunk(&self.in_dir, &self.out_dir, job);
-                progress();
-                (job.clone(), r)
-            })
-            .collect();
+        let mut jobs = self.to_process.clone();
+        jobs.sort_by_key(|j| j.own.start_obt_ns);
+        let mut results = Vec::with_capacity(jobs.len());
+        for batch in jobs.chunks(BATCH_CHUNKS) {
+            let inputs = BatchInputs::load(&self.in_dir, batch);
+            let done: Vec<_> = batch
+                .par_iter()
+                .map(|job| {
+                    let r = inputs.process(&self.out_dir, job);
+                    progress();
+                    (job.clone(), r)
+                })
+                .collect();
+            results.extend(done);
+        }
         for (job, result) in results {
             let start = job.own.start_obt_ns;
             match result {
@@ -435,44 +448,132 @@ fn remove_outputs(out_dir: &Path, start: u64) -> Result<(), LocateError> {
     Ok(())
 }
 
+/// Writes a product with zstd level 1: observation records are mostly noisy
+/// floats that level 3 compresses barely better at twice the cost.
+fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Result<(), LocateError> {
+    let mut w = ProductWriter::<R>::with_level(path, OUTPUT_ZSTD_LEVEL)?;
+    for r in records {
+        w.push(r)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
 /// The records one chunk produced.
 struct ChunkOutcome {
     observations: Vec<Observation>,
     transits: Vec<Transit>,
 }
 
-/// Reads a chunk's inputs, computes its observations and transits, writes them.
-fn process_chunk(
-    in_dir: &Path,
-    out_dir: &Path,
-    job: &ChunkJob,
-) -> Result<ChunkOutcome, LocateError> {
-    let own: Vec<Window> = read_all(in_dir.join(&job.own.path))?;
-    let mut earlier: HashSet<u64> = HashSet::new();
-    for c in &job.before {
-        earlier.extend(
-            read_all::<Window>(in_dir.join(&c.path))?
-                .iter()
-                .map(|w| w.transit_id),
-        );
+/// The decoded inputs of a batch of consecutive jobs: each window chunk located
+/// once (fit and direction), the transit ids of the chunks before them, and one
+/// attitude series over all their attitude chunks. A window's observation
+/// depends only on the window and the attitude samples within 2 s of its
+/// `t_obs`, all of which every job's attitude range covers, so sharing the work
+/// across the batch changes no output.
+struct BatchInputs {
+    located: HashMap<u64, Result<Vec<Located>, String>>,
+    transit_ids: HashMap<u64, Result<HashSet<u64>, String>>,
+    attitude_failures: HashMap<u64, String>,
+}
+
+impl BatchInputs {
+    fn load(in_dir: &Path, batch: &[ChunkJob]) -> BatchInputs {
+        let mut locate: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
+        let mut ids_only: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
+        let mut attitude: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
+        for job in batch {
+            for c in std::iter::once(&job.own).chain(&job.after) {
+                locate.insert(c.start_obt_ns, c);
+            }
+            for c in &job.before {
+                ids_only.insert(c.start_obt_ns, c);
+            }
+            for c in &job.attitude {
+                attitude.insert(c.start_obt_ns, c);
+            }
+        }
+        ids_only.retain(|k, _| !locate.contains_key(k));
+        let read_windows = |c: &ChunkEntry| -> Result<Vec<Window>, String> {
+            read_all::<Window>(in_dir.join(&c.path)).map_err(|e| e.to_string())
+        };
+        let att: Vec<(u64, Result<Vec<Attitude>, String>)> = attitude
+            .par_iter()
+            .map(|(&k, c)| {
+                let r = read_all::<Attitude>(in_dir.join(&c.path)).map_err(|e| e.to_string());
+                (k, r)
+            })
+            .collect();
+        let mut attitude_failures = HashMap::new();
+        let mut records = Vec::new();
+        for (k, r) in att {
+            match r {
+                Ok(v) => records.extend(v),
+                Err(e) => {
+                    attitude_failures.insert(k, e);
+                }
+            }
+        }
+        let series = AttitudeSeries::from_records(&records);
+        let located = locate
+            .par_iter()
+            .map(|(&k, c)| (k, read_windows(c).map(|ws| locate_windows(&ws, &series))))
+            .collect();
+        let transit_ids = ids_only
+            .par_iter()
+            .map(|(&k, c)| {
+                let ids = read_windows(c).map(|ws| ws.iter().map(|w| w.transit_id).collect());
+                (k, ids)
+            })
+            .collect();
+        BatchInputs {
+            located,
+            transit_ids,
+            attitude_failures,
+        }
     }
-    let mut later: Vec<Window> = Vec::new();
-    for c in &job.after {
-        later.extend(read_all::<Window>(in_dir.join(&c.path))?);
+
+    fn located(&self, c: &ChunkEntry) -> Result<&[Located], LocateError> {
+        match self.located.get(&c.start_obt_ns) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(LocateError::Input(e.clone())),
+            None => unreachable!("every own and later chunk of a batch is located"),
+        }
     }
-    let mut att: Vec<Attitude> = Vec::new();
-    for c in &job.attitude {
-        att.extend(read_all::<Attitude>(in_dir.join(&c.path))?);
+
+    /// Computes and writes the outputs of one job of the batch.
+    fn process(&self, out_dir: &Path, job: &ChunkJob) -> Result<ChunkOutcome, LocateError> {
+        if let Some(e) = job
+            .attitude
+            .iter()
+            .find_map(|c| self.attitude_failures.get(&c.start_obt_ns))
+        {
+            return Err(LocateError::Input(e.clone()));
+        }
+        let own = self.located(&job.own)?;
+        let mut earlier: HashSet<u64> = HashSet::new();
+        for c in &job.before {
+            match self.transit_ids.get(&c.start_obt_ns) {
+                Some(Ok(ids)) => earlier.extend(ids),
+                Some(Err(e)) => return Err(LocateError::Input(e.clone())),
+                None => earlier.extend(self.located(c)?.iter().map(|l| l.observation.transit_id)),
+            }
+        }
+        let later = job
+            .after
+            .iter()
+            .map(|c| self.located(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let transits = transits_of(own, &earlier, &later);
+        let observations: Vec<Observation> = own.iter().map(|l| l.observation.clone()).collect();
+        let (obs_path, tr_path) = output_paths(out_dir, job.own.start_obt_ns);
+        write_products(&obs_path, &observations)?;
+        write_products(&tr_path, &transits)?;
+        Ok(ChunkOutcome {
+            observations,
+            transits,
+        })
     }
-    let attitude = AttitudeSeries::from_records(&att);
-    let (observations, transits) = locate_chunk(&own, &earlier, &later, &attitude);
-    let (obs_path, tr_path) = output_paths(out_dir, job.own.start_obt_ns);
-    write_all(&obs_path, &observations)?;
-    write_all(&tr_path, &transits)?;
-    Ok(ChunkOutcome {
-        observations,
-        transits,
-    })
 }
 
 /// Fits and locates every window (in parallel batches, order kept).
@@ -487,48 +588,36 @@ pub fn locate_windows(windows: &[Window], attitude: &AttitudeSeries) -> Vec<Loca
         .collect()
 }
 
-/// The pure core of a chunk: the observation of every window of `own` (in its
-/// order) and the transit records of the transits it owns: those with a window in
-/// `own` and none among `earlier_transits` (transit ids of the chunks before it),
-/// completed with their windows in `later` (the chunks after it). Transits are
-/// ordered by (first window obt_ns, transit_id).
-pub fn locate_chunk(
-    own: &[Window],
+/// The transit records a chunk owns: the transits with a window in `own` and
+/// none among `earlier_transits` (transit ids of the chunks before it),
+/// completed with their windows in `later` (the chunks after it), ordered by
+/// (first window obt_ns, transit_id).
+pub fn transits_of(
+    own: &[Located],
     earlier_transits: &HashSet<u64>,
-    later: &[Window],
-    attitude: &AttitudeSeries,
-) -> (Vec<Observation>, Vec<Transit>) {
-    let located = locate_windows(own, attitude);
-    let owned: HashSet<u64> = own
-        .iter()
-        .map(|w| w.transit_id)
-        .filter(|id| !earlier_transits.contains(id))
-        .collect();
-    let later_owned: Vec<Window> = later
-        .iter()
-        .filter(|w| owned.contains(&w.transit_id))
-        .cloned()
-        .collect();
-    let located_later = locate_windows(&later_owned, attitude);
-    let mut groups: HashMap<u64, Vec<Located>> = HashMap::new();
-    for l in located.iter().chain(&located_later) {
-        if owned.contains(&l.observation.transit_id) {
-            groups
-                .entry(l.observation.transit_id)
-                .or_default()
-                .push(l.clone());
+    later: &[&[Located]],
+) -> Vec<Transit> {
+    let mut groups: HashMap<u64, Vec<&Located>> = HashMap::new();
+    for l in own {
+        let id = l.observation.transit_id;
+        if !earlier_transits.contains(&id) {
+            groups.entry(id).or_default().push(l);
+        }
+    }
+    for l in later.iter().flat_map(|c| c.iter()) {
+        if let Some(g) = groups.get_mut(&l.observation.transit_id) {
+            g.push(l);
         }
     }
     let mut keyed: Vec<((u64, u64), Transit)> = groups
         .into_values()
         .map(|g| {
             let first = g.iter().map(|l| l.window_obt_ns).min().unwrap_or(0);
-            let t = transit_record(&g);
+            let windows: Vec<Located> = g.into_iter().cloned().collect();
+            let t = transit_record(&windows);
             ((first, t.transit_id), t)
         })
         .collect();
     keyed.sort_by_key(|(k, _)| *k);
-    let transits = keyed.into_iter().map(|(_, t)| t).collect();
-    let observations = located.into_iter().map(|l| l.observation).collect();
-    (observations, transits)
+    keyed.into_iter().map(|(_, t)| t).collect()
 }
