@@ -56,8 +56,9 @@
 //!   wrote it and `status_run` which run last changed its status, so a consumer can
 //!   ask what changed since a run ([`Manifest::changed_since`]). A run that finds
 //!   nothing new (no new delivery, same close time) commits nothing.
-//! * **Memory.** New records are buffered up to `--mem` (less the packet index,
-//!   about 112 octets per packet held in memory); beyond it sorted runs are spilled
+//! * **Memory.** New records are buffered up to `--mem` less the packet index
+//!   (about 112 octets per packet, held in memory), but at least a quarter of
+//!   `--mem`; beyond it sorted runs are spilled
 //!   to `tmp/` and merged back ([`sort`]). Chunks are rewritten streaming, one at a
 //!   time. Conflicting and late records are held in memory (they are rare).
 //! * **Crash safety.** Every file is written under a temporary name and renamed;

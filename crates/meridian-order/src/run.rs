@@ -436,8 +436,14 @@ fn enforce_budget<R: StreamRecord>(
     work: &mut StreamWork<R>,
     others_bytes: usize,
 ) -> Result<(), OrderError> {
-    let used = work.sorter.mem_bytes() + others_bytes + ctx.state.mem_size();
-    if used > ctx.budget {
+    // The packet index is charged first, but records always keep at least a
+    // quarter of the budget: spilling a handful of records at a time would only
+    // multiply files.
+    let for_records = ctx
+        .budget
+        .saturating_sub(ctx.state.mem_size())
+        .max(ctx.budget / 4);
+    if work.sorter.mem_bytes() + others_bytes > for_records {
         work.sorter.spill()?;
     }
     Ok(())
