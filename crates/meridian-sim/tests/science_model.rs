@@ -64,12 +64,14 @@ fn residuals_mas(att: &[(u64, [f64; 4])], t: &WindowTruth, star: &[f64; 6]) -> O
     Some((along, across))
 }
 
-fn scan_catalogue_sim(
-    seed: u64,
-    dur: f64,
-    n: usize,
-    disturbances: Vec<Disturbance>,
-) -> (ScienceSim, String, tempfile::TempDir) {
+struct ScanDay {
+    sim: ScienceSim,
+    csv: String,
+    placed: Vec<Placed>,
+    _dir: tempfile::TempDir,
+}
+
+fn scan_catalogue_sim(seed: u64, dur: f64, n: usize, disturbances: Vec<Disturbance>) -> ScanDay {
     let base = ScienceConfig {
         n_stars: 1000,
         disturbances: Some(disturbances.clone()),
@@ -79,7 +81,7 @@ fn scan_catalogue_sim(
         .unwrap()
         .scan_law()
         .clone();
-    let csv = scan_catalogue(&law, START_NS, dur, n);
+    let (csv, placed) = scan_catalogue(&law, START_NS, dur, n);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("catalogue.csv");
     std::fs::write(&path, &csv).unwrap();
@@ -87,18 +89,19 @@ fn scan_catalogue_sim(
         catalogue: Some(path),
         ..base
     };
-    (
-        ScienceSim::new(seed, START_NS, dur, &cfg).unwrap(),
+    ScanDay {
+        sim: ScienceSim::new(seed, START_NS, dur, &cfg).unwrap(),
         csv,
-        dir,
-    )
+        placed,
+        _dir: dir,
+    }
 }
 
 #[test]
 fn windows_place_catalogue_stars_through_the_telemetered_attitude() {
-    let (sim, csv, _dir) = scan_catalogue_sim(21, 600.0, 400, Vec::new());
-    let cat = parse_csv(&csv);
-    let (packets, truth, stats) = run(&sim);
+    let day = scan_catalogue_sim(21, 600.0, 400, Vec::new());
+    let (sim, cat) = (&day.sim, parse_csv(&day.csv));
+    let (packets, truth, stats) = run(sim);
     let att = telemetered_attitude(&packets);
     // Stars sit on the scan at random elevations: ~96 % fall on a CCD.
     assert!(stats.transits >= 350, "{stats:?}");
@@ -131,6 +134,36 @@ fn windows_place_catalogue_stars_through_the_telemetered_attitude() {
         high_pm += (star[2] > 1000.0) as usize;
     }
     assert!(n > 3000 && high_pm > 100, "{n} {high_pm}");
+    // Completeness: every star placed on a CCD (1″ from its edges) has a transit
+    // in its field, with a strip-4 window at the pixel of its elevation.
+    let mut on_ccd = 0;
+    for p in &day.placed {
+        let row = ((p.zeta.to_degrees() * 3600.0 / 360.0).round() + 4.0).clamp(1.0, 7.0) as u8;
+        let margin = 1.0 / 206_264.806;
+        let Some(ac) = instrument::ac_pixel_for_zeta(row, p.zeta) else {
+            continue;
+        };
+        if instrument::ac_pixel_for_zeta(row, p.zeta - margin).is_none()
+            || instrument::ac_pixel_for_zeta(row, p.zeta + margin).is_none()
+        {
+            continue;
+        }
+        on_ccd += 1;
+        let w = truth
+            .windows
+            .iter()
+            .find(|w| w.source_id == p.source_id && w.strip == 4)
+            .unwrap_or_else(|| panic!("no strip-4 window of star {p:?}"));
+        assert_eq!((w.fov, w.row), (p.fov, row));
+        assert!(w.ac.abs_diff(ac) <= 1, "{} vs {ac}", w.ac);
+        assert!(
+            w.t_obs_ns.abs_diff(p.t_ns) < 1_000_000,
+            "{} vs {}",
+            w.t_obs_ns,
+            p.t_ns
+        );
+    }
+    assert!(on_ccd > 350, "{on_ccd}");
     // The along-scan scatter is the 0.5 mas attitude noise (plus interpolation).
     let rms = (sum2 / n as f64).sqrt();
     assert!((0.2..1.0).contains(&rms), "rms {rms}");
@@ -140,9 +173,9 @@ fn windows_place_catalogue_stars_through_the_telemetered_attitude() {
 fn ignoring_proper_motion_would_misplace_high_proper_motion_stars() {
     // The converse check: the 3.6″/yr stars, placed at their 2016.0 position,
     // miss by the proper motion over ten years, so propagation really happened.
-    let (sim, csv, _dir) = scan_catalogue_sim(22, 120.0, 200, Vec::new());
-    let cat = parse_csv(&csv);
-    let (packets, truth, _) = run(&sim);
+    let day = scan_catalogue_sim(22, 120.0, 200, Vec::new());
+    let (sim, cat) = (&day.sim, parse_csv(&day.csv));
+    let (packets, truth, _) = run(sim);
     let att = telemetered_attitude(&packets);
     let mut checked = 0;
     for t in truth
@@ -168,9 +201,9 @@ fn disturbance_grows_along_scan_residuals_only_while_settling() {
         delta_rate_mas_per_s: 4.0,
         settle_s: 50.0,
     };
-    let (sim, csv, _dir) = scan_catalogue_sim(23, 500.0, 1500, vec![d]);
-    let cat = parse_csv(&csv);
-    let (packets, truth, _) = run(&sim);
+    let day = scan_catalogue_sim(23, 500.0, 1500, vec![d]);
+    let (sim, cat) = (&day.sim, parse_csv(&day.csv));
+    let (packets, truth, _) = run(sim);
     assert_eq!(truth.disturbances, vec![d]);
     let att = telemetered_attitude(&packets);
     let mut peak = 0.0f64;

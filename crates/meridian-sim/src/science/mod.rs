@@ -22,7 +22,9 @@
 //!   `obt_ns` is rounded to the ns and c recomputed exactly, so
 //!   `t_obs = obt_ns + c·T` is when the star's TRUE SRS azimuth is `φ_fov + η`.
 //! * The transit's row is the one nearest to its elevation at the field-centre
-//!   crossing; a strip where the star is then between CCDs gives no window.
+//!   crossing; a strip where the star is then between CCDs (or off the focal
+//!   plane) gives no window, so a star drifting across a gap mid-transit keeps
+//!   only the windows of that row.
 //! * Background: uniform per transit in `background_e`; on-board magnitude
 //!   `round(1000·(G + N(0, onboard_mag_sigma)))`.
 //! * Only windows with `obt_ns` in `[start, start + duration)` are kept; attitude
@@ -515,9 +517,8 @@ impl ScienceSim {
         } else if after >= span.hi_s {
             return None;
         }
-        if zeta.abs() > windows::max_zeta_rad() {
-            return None;
-        }
+        // A star just off the focal plane's edge may still drift onto a CCD for
+        // a few strips: the per-strip pixel check decides.
         let mut rng = rng_for(
             self.seed,
             stream::TRANSIT,
@@ -668,8 +669,14 @@ fn validate(duration_s: f64, cfg: &ScienceConfig) -> Result<(), ScienceError> {
         );
     }
     for d in cfg.disturbances.iter().flatten() {
-        if !(d.delta_rate_mas_per_s.is_finite() && d.settle_s.is_finite() && d.settle_s >= 0.0) {
-            return bad("disturbance rates and settle times must be finite (settle >= 0)");
+        // Beyond 10″/s the transit-ordering lag (25 s) would no longer hold.
+        if !(d.delta_rate_mas_per_s.abs() <= 10_000.0
+            && d.settle_s.is_finite()
+            && d.settle_s >= 0.0)
+        {
+            return bad(
+                "disturbance rates must be within ±10000 mas/s and settle times finite and >= 0",
+            );
         }
     }
     Ok(())

@@ -142,9 +142,20 @@ impl Lcg {
     }
 }
 
+/// Where a star of [`scan_catalogue`] was put: it crosses the centre of field
+/// `fov` at `t_ns` at elevation `zeta` (radians).
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    pub source_id: i64,
+    pub fov: u8,
+    pub t_ns: u64,
+    pub zeta: f64,
+}
+
 /// A catalogue CSV of `n` stars placed so they cross a field centre at evenly
 /// spread times of `[start, start + dur)` (every 25th with a high proper motion).
-pub fn scan_catalogue(law: &ScanLaw, start_ns: u64, dur_s: f64, n: usize) -> String {
+pub fn scan_catalogue(law: &ScanLaw, start_ns: u64, dur_s: f64, n: usize) -> (String, Vec<Placed>) {
+    let mut placed = Vec::with_capacity(n);
     let mut rng = Lcg(12345);
     let mut csv = String::from("source_id,ra,dec,pmra,pmdec,ref_epoch,phot_g_mean_mag\n");
     for i in 0..n {
@@ -169,8 +180,14 @@ pub fn scan_catalogue(law: &ScanLaw, start_ns: u64, dur_s: f64, n: usize) -> Str
             "{},{ra:.12},{dec:.12},{pmra},{pmdec},2016.0,{g:.4}\n",
             1000 + i
         ));
+        placed.push(Placed {
+            source_id: 1000 + i as i64,
+            fov,
+            t_ns: t,
+            zeta,
+        });
     }
-    csv
+    (csv, placed)
 }
 
 fn back_propagate(u: Vec3, pmra: f64, pmdec: f64, years: f64) -> (f64, f64) {
