@@ -259,25 +259,56 @@ pub struct ChunkFailure {
     pub error: String,
 }
 
-impl LocateSummary {
-    fn add(&mut self, o: &ChunkOutcome) {
-        self.chunks_processed += 1;
-        self.windows += o.observations.len() as u64;
-        for obs in &o.observations {
+/// What one chunk's outputs hold, for the summary.
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkCounts {
+    windows: u64,
+    with_position: u64,
+    fit_failed: u64,
+    no_attitude: u64,
+    saturated: u64,
+    truncated: u64,
+    background_fixed: u64,
+    transits: u64,
+    transits_no_position: u64,
+}
+
+impl ChunkCounts {
+    fn of(observations: &[Observation], transits: &[Transit]) -> Self {
+        let mut c = ChunkCounts {
+            windows: observations.len() as u64,
+            transits: transits.len() as u64,
+            ..Default::default()
+        };
+        for obs in observations {
             let f = obs.flags;
-            self.observations_with_position += obs.ra.is_some() as u64;
-            self.fit_failed += f.contains(Flag::FitFailed) as u64;
-            self.no_attitude += f.contains(Flag::NoAttitude) as u64;
-            self.saturated += f.contains(Flag::Saturated) as u64;
-            self.truncated += f.contains(Flag::Truncated) as u64;
-            self.background_fixed += f.contains(Flag::BackgroundFixed) as u64;
+            c.with_position += obs.ra.is_some() as u64;
+            c.fit_failed += f.contains(Flag::FitFailed) as u64;
+            c.no_attitude += f.contains(Flag::NoAttitude) as u64;
+            c.saturated += f.contains(Flag::Saturated) as u64;
+            c.truncated += f.contains(Flag::Truncated) as u64;
+            c.background_fixed += f.contains(Flag::BackgroundFixed) as u64;
         }
-        self.transits += o.transits.len() as u64;
-        self.transits_no_position += o
-            .transits
+        c.transits_no_position = transits
             .iter()
             .filter(|t| t.flags.contains(Flag::NoPosition))
             .count() as u64;
+        c
+    }
+}
+
+impl LocateSummary {
+    fn add(&mut self, c: &ChunkCounts) {
+        self.chunks_processed += 1;
+        self.windows += c.windows;
+        self.observations_with_position += c.with_position;
+        self.fit_failed += c.fit_failed;
+        self.no_attitude += c.no_attitude;
+        self.saturated += c.saturated;
+        self.truncated += c.truncated;
+        self.background_fixed += c.background_fixed;
+        self.transits += c.transits;
+        self.transits_no_position += c.transits_no_position;
     }
 }
 
@@ -366,46 +397,59 @@ impl Plan {
             summary.chunks_removed += 1;
         }
         self.remove_strays()?;
-        let mut jobs = self.to_process.clone();
+        let mut jobs = std::mem::take(&mut self.to_process);
         jobs.sort_by_key(|j| j.own.start_obt_ns);
-        let mut results = Vec::with_capacity(jobs.len());
         for batch in jobs.chunks(BATCH_CHUNKS) {
             let inputs = BatchInputs::load(&self.in_dir, batch);
-            let done: Vec<_> = batch
+            let results: Vec<_> = batch
                 .par_iter()
                 .map(|job| {
                     let r = inputs.process(&self.out_dir, job);
                     progress();
-                    (job.clone(), r)
+                    r
                 })
                 .collect();
-            results.extend(done);
-        }
-        for (job, result) in results {
-            let start = job.own.start_obt_ns;
-            match result {
-                Ok(outcome) => {
-                    summary.add(&outcome);
-                    self.state.outputs.insert(start, job.inputs());
-                }
-                Err(LocateError::Product(ProductError::Io { path, source }))
-                    if path.starts_with(&self.out_dir) =>
-                {
-                    return Err(LocateError::Io { path, source });
-                }
-                Err(e) => {
-                    tracing::error!("window chunk {start}: {e}");
-                    remove_outputs(&self.out_dir, start)?;
-                    self.state.outputs.remove(&start);
-                    summary.chunks_failed.push(ChunkFailure {
-                        start_obt_ns: start,
-                        error: e.to_string(),
-                    });
-                }
+            for (job, result) in batch.iter().zip(results) {
+                self.record(job, result, &mut summary)?;
             }
+            // Saved per batch, so a killed run redoes at most one batch.
+            self.state.save(&self.out_dir)?;
         }
         self.state.save(&self.out_dir)?;
         Ok(summary)
+    }
+
+    /// Books one job's result into the state and the summary. A failure to write
+    /// the output folder ends the run; an unreadable input fails the chunk alone
+    /// (its outputs are removed so nothing stale remains).
+    fn record(
+        &mut self,
+        job: &ChunkJob,
+        result: Result<ChunkCounts, LocateError>,
+        summary: &mut LocateSummary,
+    ) -> Result<(), LocateError> {
+        let start = job.own.start_obt_ns;
+        match result {
+            Ok(counts) => {
+                summary.add(&counts);
+                self.state.outputs.insert(start, job.inputs());
+            }
+            Err(LocateError::Product(ProductError::Io { path, source }))
+                if path.starts_with(&self.out_dir) =>
+            {
+                return Err(LocateError::Io { path, source });
+            }
+            Err(e) => {
+                tracing::error!("window chunk {start}: {e}");
+                remove_outputs(&self.out_dir, start)?;
+                self.state.outputs.remove(&start);
+                summary.chunks_failed.push(ChunkFailure {
+                    start_obt_ns: start,
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Removes files in the output folders that are not the output of a current
@@ -457,12 +501,6 @@ fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Resul
     }
     w.finish()?;
     Ok(())
-}
-
-/// The records one chunk produced.
-struct ChunkOutcome {
-    observations: Vec<Observation>,
-    transits: Vec<Transit>,
 }
 
 /// The decoded inputs of a batch of consecutive jobs: each window chunk located
@@ -542,7 +580,7 @@ impl BatchInputs {
     }
 
     /// Computes and writes the outputs of one job of the batch.
-    fn process(&self, out_dir: &Path, job: &ChunkJob) -> Result<ChunkOutcome, LocateError> {
+    fn process(&self, out_dir: &Path, job: &ChunkJob) -> Result<ChunkCounts, LocateError> {
         if let Some(e) = job
             .attitude
             .iter()
@@ -569,10 +607,7 @@ impl BatchInputs {
         let (obs_path, tr_path) = output_paths(out_dir, job.own.start_obt_ns);
         write_products(&obs_path, &observations)?;
         write_products(&tr_path, &transits)?;
-        Ok(ChunkOutcome {
-            observations,
-            transits,
-        })
+        Ok(ChunkCounts::of(&observations, &transits))
     }
 }
 

@@ -254,3 +254,57 @@ fn a_missing_manifest_is_a_clear_error() {
     let err = plan(input.path(), out.path()).err().unwrap().to_string();
     assert!(err.contains("manifest.json"), "{err}");
 }
+
+#[test]
+fn batches_of_chunks_change_nothing() {
+    // 40 chunks: a fresh run works in several batches; an incremental run after
+    // a change in the middle works on three chunks alone. Both must agree.
+    let (sim, attitude, _) = sim_stretch(17, 160, T0, 40 * CHUNK);
+    let windows = windows_of(&sim);
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_ordered(input.path(), CHUNK, &windows, &attitude, |_, _| 1);
+    let first = run(input.path(), out.path());
+    assert!(first.window_chunks > 32, "{first:?}");
+    assert_eq!(first.transits, sim.len() as u64);
+
+    let changed_start = T0 + 20 * CHUNK;
+    let fewer: Vec<Window> = windows
+        .iter()
+        .filter(|w| w.obt_ns / CHUNK * CHUNK != changed_start || w.strip != 4)
+        .cloned()
+        .collect();
+    assert!(fewer.len() < windows.len());
+    write_ordered(input.path(), CHUNK, &fewer, &attitude, |s, start| {
+        1 + (s == Stream::Window && start == changed_start) as u64
+    });
+    let rerun = run(input.path(), out.path());
+    assert_eq!(rerun.chunks_processed, 3, "{rerun:?}");
+    let fresh = tempfile::tempdir().unwrap();
+    run(input.path(), fresh.path());
+    assert_eq!(snapshot(out.path()), snapshot(fresh.path()));
+}
+
+#[test]
+fn lost_outputs_are_remade_and_a_second_run_is_locked_out() {
+    let (sim, attitude, _) = sim_stretch(18, 40, T0, 3 * CHUNK);
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_ordered(input.path(), CHUNK, &windows_of(&sim), &attitude, |_, _| 1);
+    run(input.path(), out.path());
+    let before = snapshot(out.path());
+    // An output lost (deleted by hand, or a disk restored from backup).
+    std::fs::remove_file(output_paths(out.path(), T0 + CHUNK).1).unwrap();
+    let s = run(input.path(), out.path());
+    assert_eq!(s.chunks_processed, 1, "{s:?}");
+    assert_eq!(snapshot(out.path()), before);
+
+    let held = plan(input.path(), out.path()).unwrap();
+    let err = plan(input.path(), out.path()).err().unwrap();
+    assert!(
+        err.to_string().contains("another meridian-locate run"),
+        "{err}"
+    );
+    drop(held);
+    assert!(plan(input.path(), out.path()).is_ok());
+}
