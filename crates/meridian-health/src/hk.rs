@@ -38,9 +38,17 @@
 //! * **Open delta episode**: an episode whose last pair of samples was a change
 //!   may still grow, so it is reported open (`end_obt_ns` null) at the end of the
 //!   data, like limit, state and frozen episodes.
-//! * **Across runs**: an event still open when a run finishes is reported open in
-//!   that run and again (closed or still open, same `start_obt_ns`) in the next;
-//!   `(param, check, start_obt_ns)` identifies an episode, the later report wins.
+//! * **Across runs**: [`HkChecker::finish`] checks the held last group and reports
+//!   open events, but returns the state from *before* that group, so the next run
+//!   may still add samples of the same time. Events closed while feeding are
+//!   *settled*; those closed in the held group or still open are *provisional*
+//!   and reported again by the next run (closed or still open, same
+//!   `start_obt_ns`): `(param, check, start_obt_ns)` identifies an episode and the
+//!   later report wins. Runs over ordered chunks never split a time group; a split
+//!   inside one can only change a provisional event, never a settled one.
+//! * **Duplicate times**: a parameter is expected to have at most one sample per
+//!   time (ordered chunks keep one packet per structure and time); duplicates are
+//!   checked in the order given.
 
 use crate::exact;
 use meridian_core::records::{HealthEvent, Hk, Severity, Value};
@@ -172,12 +180,29 @@ pub struct FrozenRun {
 /// What a checker run produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HkOutcome {
-    /// Events closed during the run and events open at its end, sorted by
-    /// (start, param, check).
-    pub events: Vec<HealthEvent>,
+    /// Events that closed while data was fed: final, no later run changes them.
+    pub settled: Vec<HealthEvent>,
+    /// Events that closed in the held last time group, or are still open at the
+    /// end of the data: the next run reports them again (same `param`, `check`,
+    /// `start_obt_ns`), closed or still open.
+    pub provisional: Vec<HealthEvent>,
     /// The state to resume from in the next run.
     pub state: CheckerState,
     pub stats: HkStats,
+}
+
+impl HkOutcome {
+    /// All events of the run, sorted by (start, param, check).
+    pub fn events(&self) -> Vec<HealthEvent> {
+        let mut all: Vec<HealthEvent> = self
+            .settled
+            .iter()
+            .chain(&self.provisional)
+            .cloned()
+            .collect();
+        sort_events(&mut all);
+        all
+    }
 }
 
 /// Counters of one run.
@@ -682,14 +707,17 @@ impl<'db> HkChecker<'db> {
     /// [`HkChecker::finish`] with an explicit end of the data (for stale events).
     pub fn finish_at(mut self, end_of_data_ns: Option<u64>) -> HkOutcome {
         let state = self.state();
+        let mut settled = std::mem::take(&mut self.events);
         self.check_pending();
         for i in 0..self.params.len() {
             self.report_open(i, end_of_data_ns);
         }
-        let mut events = std::mem::take(&mut self.events);
-        sort_events(&mut events);
+        let mut provisional = std::mem::take(&mut self.events);
+        sort_events(&mut settled);
+        sort_events(&mut provisional);
         HkOutcome {
-            events,
+            settled,
+            provisional,
             state,
             stats: self.stats,
         }

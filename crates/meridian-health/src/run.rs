@@ -300,7 +300,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
     let science = science_health(&observations, &transits, &matches, &opts.config.science);
     let dataflow = completeness_events(&inputs.completeness, &opts.config.dataflow);
 
-    let mut events: Vec<HealthEvent> = hk.events.clone();
+    let mut events: Vec<HealthEvent> = hk.events();
     events.extend(science.events.iter().cloned());
     events.extend(dataflow);
     sort_events(&mut events);
