@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use meridian_cli::{LogArgs, exit};
 use meridian_daily::compare::{Tolerance, compare_runs};
 use meridian_daily::{DailyConfig, DailyProgress, run_daily};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Run the Meridian daily pipeline: decode → order → locate → cross-match → health.
