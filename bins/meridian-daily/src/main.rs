@@ -169,13 +169,7 @@ fn daily(cli: &Cli) -> anyhow::Result<u8> {
     })
 }
 
-fn compare(
-    a: &PathBuf,
-    b: &PathBuf,
-    tol: Tolerance,
-    examples: usize,
-    json: bool,
-) -> anyhow::Result<u8> {
+fn compare(a: &Path, b: &Path, tol: Tolerance, examples: usize, json: bool) -> anyhow::Result<u8> {
     let cmp = compare_runs(a, b, tol, examples)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);

@@ -298,7 +298,7 @@ mod tests {
             dec_cat: None,
         };
         product::write_all(a.path().join("match.mprod"), std::slice::from_ref(&m)).unwrap();
-        product::write_all(b.path().join("match.mprod"), &[m.clone()]).unwrap();
+        product::write_all(b.path().join("match.mprod"), std::slice::from_ref(&m)).unwrap();
         let same = compare_runs(a.path(), b.path(), Tolerance::default(), 3).unwrap();
         assert!(same.is_equal(), "{same:?}");
         assert_eq!(same.kinds.len(), 2);
