@@ -574,7 +574,9 @@ pub fn dump_jsonl(path: impl AsRef<Path>, out: &mut dyn Write) -> Result<u64, Pr
 }
 
 /// Product files (by header magic) under `path`: the file itself, or every file
-/// in the folder tree, in name order so output is deterministic.
+/// in the folder tree, in name order so output is deterministic. Hidden entries
+/// (names starting with `.`) are skipped: that is where writers keep temporary
+/// files, which a crash may leave behind and which are never products.
 pub fn find_products(path: impl AsRef<Path>) -> Result<Vec<PathBuf>, ProductError> {
     let path = path.as_ref();
     let meta = std::fs::metadata(path).map_err(|e| ProductError::io(path, e))?;
@@ -589,6 +591,9 @@ pub fn find_products(path: impl AsRef<Path>) -> Result<Vec<PathBuf>, ProductErro
         .map_err(|e| ProductError::io(path, e))?;
     entries.sort();
     for entry in entries {
+        if entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
         if entry.is_dir() {
             out.extend(find_products(&entry)?);
         } else if is_product(&entry) {

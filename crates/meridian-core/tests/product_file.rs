@@ -108,6 +108,20 @@ fn not_a_product_and_missing_file_are_named() {
 }
 
 #[test]
+fn find_products_skips_hidden_temporaries_and_non_products() {
+    let dir = tempfile::tempdir().unwrap();
+    product::write_all(dir.path().join("b.mprod"), &[hk(1)]).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    product::write_all(dir.path().join("sub/a.mprod"), &[hk(2)]).unwrap();
+    // What a crash between header write and rename leaves: a valid file, hidden.
+    product::write_all(dir.path().join(".b.mprod.1-0.tmp"), &[hk(3)]).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let found = product::find_products(dir.path()).unwrap();
+    let names: Vec<_> = found.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_owned()).collect();
+    assert_eq!(names, vec![std::path::PathBuf::from("b.mprod"), "sub/a.mprod".into()]);
+}
+
+#[test]
 fn json_dump_has_kind_and_icd_fields() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("obs");
