@@ -66,6 +66,15 @@ fn inputs(seed: u64) -> (tempfile::TempDir, tempfile::TempDir) {
         ..DayConfig::default()
     });
     let (half, all) = (tempdir(), tempdir());
+    let mut day = day;
+    // Conflicting variants of a few packets, in both halves.
+    let some: Vec<_> = [3, 400, 2000]
+        .iter()
+        .filter_map(|&i| day.deliveries.iter().flatten().nth(i))
+        .map(|p| p.conflicting_variant())
+        .collect();
+    day.deliveries[1].extend(some[..1].iter().cloned());
+    day.deliveries[7].extend(some[1..].iter().cloned());
     let mut first = day.clone();
     first.deliveries.truncate(5);
     write_day(half.path(), &first, seed).unwrap();
@@ -86,6 +95,10 @@ fn killed_runs_rerun_to_the_same_folder() {
         run_to_end(all.path(), reference.path());
         let full = t0.elapsed();
         let expect = tree(reference.path());
+        assert!(
+            expect.contains_key("conflicts/window.mprod"),
+            "conflicts are exercised"
+        );
 
         let mut rng = SplitMix::new(seed * 7919);
         let mut interrupted = 0;

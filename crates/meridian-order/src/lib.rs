@@ -56,11 +56,15 @@
 //!   wrote it and `status_run` which run last changed its status, so a consumer can
 //!   ask what changed since a run ([`Manifest::changed_since`]). A run that finds
 //!   nothing new (no new delivery, same close time) commits nothing.
-//! * **Memory.** New records are buffered up to `--mem` less the packet index
-//!   (about 112 octets per packet, held in memory), but at least a quarter of
-//!   `--mem`; beyond it sorted runs are spilled
+//! * **Memory.** `--mem` bounds the data the run holds: new records are buffered
+//!   up to `--mem` less the packet index (about 144 octets per packet, held in
+//!   memory), but at least a quarter of `--mem`; beyond it sorted runs are spilled
 //!   to `tmp/` and merged back ([`sort`]). Chunks are rewritten streaming, one at a
-//!   time. Conflicting and late records are held in memory (they are rare).
+//!   time. Conflicting and late records are held in memory (they are rare). On top
+//!   come fixed costs of some MiB (zstd contexts and buffers of the open product
+//!   files, allocator slack), so budgets below [`run::MIN_USEFUL_MEM_BYTES`] still
+//!   give the same result but cannot bound the process's peak; the run logs a
+//!   warning for them.
 //! * **Crash safety.** Every file is written under a temporary name and renamed;
 //!   a run writes new chunk versions under new names, then gaps and conflicts, then
 //!   its state, then the manifest (the commit point). A run killed before the

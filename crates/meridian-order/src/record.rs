@@ -22,6 +22,15 @@ pub trait StreamRecord: Record + Clone + Sync {
     fn mem_size(&self) -> usize;
 }
 
+/// Bytes an allocation of `n` octets really takes (allocator header and rounding).
+fn heap_block(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 16).next_multiple_of(16)
+    }
+}
+
 fn cmp_packet(a: &PacketRef, b: &PacketRef) -> Ordering {
     (a.seq, a.packet_obt_ns, a.packet_hash).cmp(&(b.seq, b.packet_obt_ns, b.packet_hash))
 }
@@ -51,7 +60,7 @@ impl StreamRecord for Window {
             .then_with(|| cmp_packet(&self.packet_ref(), &o.packet_ref()))
     }
     fn mem_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.samples.capacity() * 2
+        std::mem::size_of::<Self>() + heap_block(self.samples.capacity() * 2)
     }
 }
 
@@ -112,7 +121,7 @@ impl StreamRecord for Hk {
             Value::State(s) => s.capacity(),
             Value::Number(_) => 0,
         };
-        std::mem::size_of::<Self>() + self.param.capacity() + eng
+        std::mem::size_of::<Self>() + heap_block(self.param.capacity()) + heap_block(eng)
     }
 }
 

@@ -22,6 +22,9 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const DEFAULT_CHUNK_NS: u64 = 60 * NS_PER_S;
 /// Default memory budget: 1 GiB.
 pub const DEFAULT_MEM_BYTES: u64 = 1 << 30;
+/// Below this budget the fixed costs of a run (zstd contexts, buffers, allocator
+/// slack) dominate, so the process's peak memory exceeds the budget.
+pub const MIN_USEFUL_MEM_BYTES: u64 = 64 << 20;
 /// Name of the gap product in the ordered folder.
 pub const GAPS_FILE: &str = "gaps.mprod";
 /// Name of the conflict report in the ordered folder.
@@ -173,6 +176,14 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
     let started = Instant::now();
     if opts.chunk_ns == 0 {
         return Err(OrderError::Config("chunk length must be positive".into()));
+    }
+    if opts.mem_bytes < MIN_USEFUL_MEM_BYTES {
+        tracing::warn!(
+            "a memory budget of {} MiB is below {} MiB: results are the same, but the \
+             process's peak memory will exceed it",
+            opts.mem_bytes >> 20,
+            MIN_USEFUL_MEM_BYTES >> 20
+        );
     }
     let out = &opts.output;
     std::fs::create_dir_all(out).map_err(|e| OrderError::io(out, e))?;
