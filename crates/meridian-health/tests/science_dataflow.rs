@@ -1,0 +1,154 @@
+//! Science health (residual geometry, bins, thresholds, the disturbance) and
+//! data-flow completeness.
+
+use meridian_core::records::{Severity, Value};
+use meridian_health::dataflow::{DataFlowConfig, completeness_events};
+use meridian_health::science::{ScienceConfig, residual_al_ac_mas, science_health};
+use meridian_health::synth::{Disturbance, completeness_day, offset, science_day};
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 520_560_000 * S;
+
+#[test]
+fn residuals_split_along_and_across_the_scan_direction() {
+    // Scanning towards the north (PA 0): a star 10 mas north is +10 along scan.
+    let (ra, dec) = (120.0, 30.0);
+    let north = (ra, dec + 10.0 / 3.6e6);
+    let (al, ac) = residual_al_ac_mas(north.0, north.1, ra, dec, 0.0);
+    assert!((al - 10.0).abs() < 1e-6 && ac.abs() < 1e-6, "{al} {ac}");
+    // Scanning east (PA 90): the same offset is across scan, at PA 90 + 90 = south, so −10.
+    let (al, ac) = residual_al_ac_mas(north.0, north.1, ra, dec, 90.0);
+    assert!(al.abs() < 1e-6 && (ac + 10.0).abs() < 1e-6, "{al} {ac}");
+    // Any PA, near a pole: offset() and the residual are inverses.
+    for (pa, al0, ac0) in [(37.0, 123.0, -45.0), (271.5, -3.0, 88.0), (180.0, 0.5, 0.0)] {
+        let (r, d) = offset(10.0, 89.9, pa, al0, ac0);
+        let (al, ac) = residual_al_ac_mas(r, d, 10.0, 89.9, pa);
+        assert!(
+            (al - al0).abs() < 1e-6 && (ac - ac0).abs() < 1e-6,
+            "{pa}: {al} {ac}"
+        );
+    }
+}
+
+#[test]
+fn a_quiet_day_has_no_science_event() {
+    let (obs, transits, matches) = science_day(T0, 3.0, 0.1, 5, &[]);
+    let h = science_health(&obs, &transits, &matches, &ScienceConfig::default());
+    assert!(h.events.is_empty(), "{:#?}", h.events);
+    // 3 h of 10-minute bins, both fields of view (windows binned by their own
+    // time may spill into the next bin).
+    assert_eq!(h.bins.iter().filter(|b| b.transits > 0).count(), 36);
+    let windows: u64 = h.bins.iter().map(|b| b.windows).sum();
+    assert_eq!(windows, 9 * transits.len() as u64);
+    let b = &h.bins[0];
+    assert!(b.match_rate.unwrap() > 0.9);
+    assert!(b.median_background.unwrap() > 20.0 && b.median_background.unwrap() < 60.0);
+}
+
+#[test]
+fn an_attitude_disturbance_is_an_event_in_its_bin() {
+    // Hit 70 s before a bin ends: the affected two minutes straddle two bins; the
+    // bin of the hit must have its event, the next one may too.
+    let hit = Disturbance {
+        obt_ns: T0 + (3600 + 530) * S,
+        rate_mas_s: -3.0,
+        settle_s: 60.0,
+    };
+    let (obs, transits, matches) = science_day(T0, 3.0, 0.1, 9, &[hit]);
+    let h = science_health(&obs, &transits, &matches, &ScienceConfig::default());
+    let bin_start = T0 + 3600 * S;
+    for fov in ["fov0", "fov1"] {
+        let e = h
+            .events
+            .iter()
+            .find(|e| e.param == fov && e.start_obt_ns == bin_start)
+            .unwrap_or_else(|| panic!("no {fov} event in the hit's bin: {:#?}", h.events));
+        assert_eq!(e.check, "residual_al_outliers");
+        assert!(e.end_obt_ns.unwrap() >= bin_start + 600 * S);
+    }
+    assert!(
+        h.events.iter().all(|e| e.check == "residual_al_outliers"),
+        "{:#?}",
+        h.events
+    );
+    assert!(
+        h.events
+            .iter()
+            .all(|e| e.end_obt_ns.unwrap() <= bin_start + 1200 * S)
+    );
+}
+
+#[test]
+fn thresholds_bin_length_and_minimum_counts_are_configurable() {
+    let (obs, transits, mut matches) = science_day(T0, 1.0, 0.1, 3, &[]);
+    // Lose every match in the second half hour: match-rate alarm there.
+    for m in matches.iter_mut() {
+        let t = transits[m.transit_id as usize].t_obs_ns;
+        if t >= T0 + 1800 * S {
+            m.source_id = None;
+            m.ra_cat = None;
+            m.dec_cat = None;
+        }
+    }
+    let cfg = ScienceConfig {
+        bin_s: 900,
+        ..ScienceConfig::default()
+    };
+    let h = science_health(&obs, &transits, &matches, &cfg);
+    let mr: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| e.check == "match_rate")
+        .collect();
+    assert_eq!(mr.len(), 2, "{mr:#?}");
+    for e in mr {
+        // Two 15-minute bins merged into one event of two samples.
+        assert_eq!(
+            (e.start_obt_ns, e.end_obt_ns, e.samples),
+            (T0 + 1800 * S, Some(T0 + 3600 * S), 2)
+        );
+        assert_eq!(
+            (e.severity, e.worst.clone()),
+            (Severity::Alarm, Value::Number(0.0))
+        );
+    }
+    // With too few matched transits a bin is not judged on match rate.
+    let strict = ScienceConfig {
+        min_matched: 10_000,
+        ..cfg
+    };
+    let h = science_health(&obs, &transits, &matches, &strict);
+    assert!(h.events.iter().all(|e| e.check != "match_rate"));
+}
+
+#[test]
+fn completeness_below_the_service_level_is_an_event_per_run_of_hours() {
+    let mut hours = completeness_day(T0, 6, 2, 100);
+    // Hour 3 of APID 0x101 bad too (alarm), hour 5 of 0x201 exactly at the level.
+    for h in hours.iter_mut() {
+        let k = (h.hour_start_obt_ns - T0) / (3600 * S);
+        if h.apid == 0x101 && k == 3 {
+            h.received = 4000;
+            h.missing = 1000;
+        }
+        if h.apid == 0x201 && k == 5 {
+            h.received = 99;
+            h.missing = 1;
+        }
+    }
+    let ev = completeness_events(&hours, &DataFlowConfig::default());
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    let e = &ev[0];
+    assert_eq!(
+        (e.param.as_str(), e.check.as_str()),
+        ("apid_0x101", "completeness")
+    );
+    assert_eq!(
+        (e.start_obt_ns, e.end_obt_ns),
+        (T0 + 7200 * S, Some(T0 + 4 * 3600 * S))
+    );
+    assert_eq!(
+        (e.samples, e.severity, e.worst.clone()),
+        (1100, Severity::Alarm, Value::Number(0.8))
+    );
+}
