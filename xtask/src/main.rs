@@ -40,13 +40,21 @@ enum Command {
         /// Keep the day here instead of a temporary folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also time the parts separately (catalogue, science, downlink).
+        #[arg(long)]
+        parts: bool,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::SampleDay { out, check } => sample_day(&workspace_path(&out), check),
-        Command::SimBench { scale, hours, out } => sim_bench(scale, hours, out),
+        Command::SimBench {
+            scale,
+            hours,
+            out,
+            parts,
+        } => sim_bench(scale, hours, out, parts),
     }
 }
 
@@ -124,13 +132,14 @@ fn compare_trees(committed: &Path, fresh: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> anyhow::Result<()> {
     let mut cfg = DayConfig::default();
     cfg.science.scale = Some(scale);
     cfg.duration_s = hours * 3600.0;
     let dir = out.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("meridian-sim-bench-{}", std::process::id()))
     });
+    cfg.write_catalogue = false;
     let started = Instant::now();
     let stats = simulate_day(&cfg, &dir)?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -142,12 +151,51 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>) -> anyhow::Result<()>
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    let mb = stats.delivery_stream_bytes as f64 / 1e6;
     println!(
-        "scale {scale}, {hours} h: {} windows, {} deliveries, {:.1} MB of telemetry in {elapsed:.2} s = {:.1} MB/s; {hwm}",
+        "whole day without catalogue: scale {scale}, {hours} h: {} windows, {} deliveries, {mb:.1} MB of telemetry in {elapsed:.2} s = {:.1} MB/s; {hwm}",
         stats.windows,
         stats.deliveries,
-        stats.delivery_stream_bytes as f64 / 1e6,
-        stats.delivery_stream_bytes as f64 / 1e6 / elapsed,
+        mb / elapsed,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if with_parts { parts(&cfg, mb) } else { Ok(()) }
+}
+
+/// Times the parts of a day separately: catalogue, science generation, and
+/// the downlink (housekeeping + faults + delivery files) over packets held in memory.
+fn parts(cfg: &DayConfig, mb: f64) -> anyhow::Result<()> {
+    use meridian_sim::downlink::Downlink;
+    use meridian_sim::hk::HkSim;
+    use meridian_sim::science::{NoTruth, ScienceSim};
+    let sim = ScienceSim::new(cfg.seed, cfg.start_obt_ns, cfg.duration_s, &cfg.science)?;
+    let t = Instant::now();
+    sim.write_catalogue(std::io::sink())?;
+    let catalogue_s = t.elapsed().as_secs_f64();
+    let mut packets = Vec::new();
+    let t = Instant::now();
+    sim.generate(&mut |p| packets.push(p), &mut NoTruth)?;
+    let science_s = t.elapsed().as_secs_f64();
+    let hk = HkSim::new(cfg.seed, cfg.start_obt_ns, cfg.duration_s, &cfg.hk)?;
+    packets.extend(hk);
+    packets.sort_by_key(|p| p.obt_ns);
+    let bytes: usize = packets.iter().map(|p| p.bytes.len()).sum();
+    let dir = std::env::temp_dir().join(format!("meridian-downlink-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let t = Instant::now();
+    let mut downlink = Downlink::new(cfg.seed, cfg.start_obt_ns, &cfg.downlink, &dir)?;
+    for p in &packets {
+        downlink.push(p, false, None)?;
+    }
+    downlink.finish()?;
+    let downlink_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "parts: catalogue {catalogue_s:.2} s, science generation {science_s:.2} s ({:.1} MB/s), \
+         downlink {downlink_s:.2} s ({:.1} MB/s of {:.1} MB of packets)",
+        mb / science_s,
+        bytes as f64 / 1e6 / downlink_s,
+        bytes as f64 / 1e6
     );
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! DAY/
 //!   deliveries/<name>.tm | <name>.tm.zst   the telemetry as received (ICD §2)
-//!   catalogue.csv                          the star catalogue (ICD §7)
+//!   catalogue.csv                          the star catalogue (ICD §7; unless write_catalogue is false)
 //!   mission_db.toml                        the mission database (ICD §6)
 //!   truth/config.json                      the DayConfig used
 //!   truth/windows.jsonl                    one line per window: its star and true centroid, flux, direction
@@ -68,6 +68,9 @@ pub struct DayConfig {
     pub science: ScienceConfig,
     pub hk: HkConfig,
     pub downlink: DownlinkConfig,
+    /// Write `catalogue.csv` (a mission's catalogue does not change between
+    /// days, so multi-day runs and benchmarks may skip it).
+    pub write_catalogue: bool,
 }
 
 /// OBT of 2026-03-01T00:00:00 TAI: the default start of a day.
@@ -82,6 +85,7 @@ impl Default for DayConfig {
             science: ScienceConfig::default(),
             hk: HkConfig::default(),
             downlink: DownlinkConfig::default(),
+            write_catalogue: true,
         }
     }
 }
@@ -394,6 +398,12 @@ fn prepare_out_dir(out: &Path) -> Result<(), DayError> {
                 std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
             }
         }
+        for file in ["catalogue.csv", "mission_db.toml"] {
+            let p = out.join(file);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
     }
     for sub in ["deliveries", "truth/expected"] {
         let p = out.join(sub);
@@ -423,11 +433,10 @@ pub fn simulate_day_with_progress(
     config_json.push(b'\n');
     write_file_atomic(truth_dir.join("config.json"), &config_json)?;
     write_file_atomic(out.join("mission_db.toml"), MISSION_DB_TOML.as_bytes())?;
-    let mut catalogue = AtomicFile::create(out.join("catalogue.csv"))?;
-    science
-        .write_catalogue(&mut catalogue.w)
-        .map_err(io_err(&catalogue.tmp))?;
-    catalogue.finish()?;
+    let catalogue = match cfg.write_catalogue {
+        true => Some(AtomicFile::create(out.join("catalogue.csv"))?),
+        false => None,
+    };
 
     let mut asm = Assembly {
         downlink: Downlink::new(
@@ -438,9 +447,9 @@ pub fn simulate_day_with_progress(
         )?,
         protected: hk.protected(),
         expected: Expected {
-            windows: ProductWriter::create(expected_dir.join("window.mprod"))?,
-            attitude: ProductWriter::create(expected_dir.join("attitude.mprod"))?,
-            hk: ProductWriter::create(expected_dir.join("hk.mprod"))?,
+            windows: ProductWriter::with_level(expected_dir.join("window.mprod"), 1)?,
+            attitude: ProductWriter::with_level(expected_dir.join("attitude.mprod"), 1)?,
+            hk: ProductWriter::with_level(expected_dir.join("hk.mprod"), 1)?,
             db: hk.db().clone(),
         },
         gaps: BTreeMap::new(),
@@ -463,6 +472,16 @@ pub fn simulate_day_with_progress(
     let (science_stats, truth_files) = std::thread::scope(|scope| -> Result<_, DayError> {
         let (tx, rx) = mpsc::sync_channel::<Vec<GeneratedPacket>>(16);
         let science = &science;
+        // The catalogue (CPU-bound float formatting) is written alongside.
+        let catalogue_writer = scope.spawn(move || -> Result<(), DayError> {
+            let Some(mut catalogue) = catalogue else {
+                return Ok(());
+            };
+            science
+                .write_catalogue(&mut catalogue.w)
+                .map_err(io_err(&catalogue.tmp))?;
+            catalogue.finish()
+        });
         let producer = scope.spawn(move || {
             let mut batch = Vec::with_capacity(64);
             let mut open = true;
@@ -504,6 +523,9 @@ pub fn simulate_day_with_progress(
             hk_next = hk.next();
         }
         let (stats, files) = producer.join().expect("science thread does not panic");
+        catalogue_writer
+            .join()
+            .expect("catalogue thread does not panic")?;
         Ok((stats?, files))
     })?;
     if let Some(e) = truth_files.error {
