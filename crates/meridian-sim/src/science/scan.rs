@@ -87,11 +87,11 @@ impl Frame {
         (wrap_pi(az), el)
     }
 
-    /// SRS azimuth of `u` if its elevation is within `max_el` (radians) of the
-    /// scan plane: a cheap first cut that skips the elevation's arctangent.
-    pub fn azimuth_if_within(&self, u: Vec3, max_el: f64) -> Option<f64> {
+    /// SRS azimuth of `u` if the sine of its elevation is within `max_sin_el`:
+    /// a cheap first cut that skips the elevation's arctangent.
+    pub fn azimuth_if_within(&self, u: Vec3, max_sin_el: f64) -> Option<f64> {
         let v = self.slow_conj.rotate(u);
-        (v.z.abs() <= max_el.sin()).then(|| wrap_pi(v.y.atan2(v.x) - self.spin))
+        (v.z.abs() <= max_sin_el).then(|| wrap_pi(v.y.atan2(v.x) - self.spin))
     }
 }
 

@@ -17,6 +17,7 @@ use meridian_core::Vec3;
 use meridian_core::geom::RAD_PER_MAS;
 use rand::Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
@@ -165,6 +166,19 @@ impl CellGrid {
         )
     }
 
+    /// Expected-count weights (area × density at the centre) of the cells of
+    /// one band.
+    fn band_weights(&self, band: usize) -> Vec<f64> {
+        let first = self.band_start[band];
+        (first..first + self.band_cells[band])
+            .map(|cell| {
+                let (ra0, ra1, dec0, dec1) = self.bounds(cell);
+                let centre = Vec3::from_radec_deg(0.5 * (ra0 + ra1), 0.5 * (dec0 + dec1));
+                self.area_deg2(cell) * density_weight(galactic_latitude_deg(centre))
+            })
+            .collect()
+    }
+
     /// Solid angle of a cell, square degrees.
     fn area_deg2(&self, cell: u32) -> f64 {
         let (ra0, ra1, dec0, dec1) = self.bounds(cell);
@@ -221,7 +235,8 @@ fn density_weight(b_deg: f64) -> f64 {
 /// Galactic latitude (degrees) of an ICRS direction (north galactic pole at
 /// ra 192.85948°, dec 27.12825°).
 fn galactic_latitude_deg(u: Vec3) -> f64 {
-    let pole = Vec3::from_radec_deg(192.859_48, 27.128_25);
+    static POLE: std::sync::OnceLock<Vec3> = std::sync::OnceLock::new();
+    let pole = *POLE.get_or_init(|| Vec3::from_radec_deg(192.859_48, 27.128_25));
     u.dot(pole).clamp(-1.0, 1.0).asin().to_degrees()
 }
 
@@ -239,13 +254,17 @@ impl ProceduralSky {
     pub fn new(seed: u64, n_stars: u64) -> Self {
         let grid = CellGrid::new();
         let n = grid.n_cells();
+        // Cell weights band by band (in parallel: this is most of the setup
+        // time of a short run), then the running sum in cell order.
+        let weights: Vec<Vec<f64>> = (0..grid.n_bands())
+            .into_par_iter()
+            .map(|band| grid.band_weights(band))
+            .collect();
         let mut cumulative = Vec::with_capacity(n as usize + 1);
         let mut acc = 0.0;
-        for cell in 0..n {
+        for w in weights.iter().flatten() {
             cumulative.push(acc);
-            let (ra0, ra1, dec0, dec1) = grid.bounds(cell);
-            let centre = Vec3::from_radec_deg(0.5 * (ra0 + ra1), 0.5 * (dec0 + dec1));
-            acc += grid.area_deg2(cell) * density_weight(galactic_latitude_deg(centre));
+            acc += w;
         }
         cumulative.push(acc);
         cumulative.iter_mut().for_each(|c| *c /= acc);

@@ -38,6 +38,13 @@ pub fn max_zeta_rad() -> f64 {
     (3.0 * ROW_PITCH_ARCSEC + half_ccd / 1000.0) * RAD_PER_ARCSEC
 }
 
+/// Sine of the largest elevation a candidate star may have at a block's anchor:
+/// the focal plane's edge plus 100″ for the drift of the scan circle.
+fn candidate_sin_zeta() -> f64 {
+    static SIN: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SIN.get_or_init(|| (max_zeta_rad() + 100.0 * RAD_PER_ARCSEC).sin())
+}
+
 /// Noise and detection parameters of window generation.
 #[derive(Debug, Clone, Copy)]
 pub struct WindowModel {
@@ -81,7 +88,7 @@ pub fn crossings_from_anchor(
     window_s: (f64, f64),
 ) -> [Option<(Instant, f64)>; 2] {
     let u = star.direction_at(julian_epoch_tt(t0));
-    let Some(az) = frame.azimuth_if_within(u, max_zeta_rad() + 100.0 * RAD_PER_ARCSEC) else {
+    let Some(az) = frame.azimuth_if_within(u, candidate_sin_zeta()) else {
         return [None, None];
     };
     [0u8, 1].map(|fov| {
