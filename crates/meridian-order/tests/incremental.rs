@@ -235,3 +235,89 @@ fn a_folder_keeps_its_chunk_length_and_refuses_a_second_concurrent_run() {
         "{err}"
     );
 }
+
+#[test]
+fn conflicting_variants_leave_the_chunks_for_the_conflict_report() {
+    let (_, mut ds) = sliced_day(5);
+    let original = ds[2].1[10].clone();
+    let variant = original.conflicting_variant();
+    let extra_id = delivery_id(5, 77);
+    ds.push((extra_id, vec![variant.clone()]));
+    let decoded = tempdir();
+    let ordered = tempdir();
+    let out = ordered.path();
+    write_deliveries(decoded.path(), &ds);
+    let s = run(decoded.path(), out);
+    assert_eq!(s.packets_conflicting, 1);
+    let m = Manifest::load(out).unwrap();
+    assert_eq!(m.conflicts, 1);
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("conflicts.json")).unwrap()).unwrap();
+    let c = &report[0];
+    assert_eq!(c["apid"], original.stream.apid());
+    assert_eq!(c["seq"], original.seq);
+    assert_eq!(c["packet_obt_ns"], original.packet_obt_ns);
+    let mut hashes = vec![original.hash, variant.hash];
+    hashes.sort();
+    let got: Vec<String> = c["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["packet_hash"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        got,
+        hashes
+            .iter()
+            .map(|h| format!("{h:016x}"))
+            .collect::<Vec<_>>()
+    );
+
+    // Neither variant is in any chunk; both are in the conflict product; the
+    // chunks they span are provisional.
+    let key = |seq: u16, t: u64| (seq, t) == (original.seq, original.packet_obt_ns);
+    let (aside, spans): (usize, Vec<u64>) = match &original.payload {
+        Payload::Window(_) => {
+            let recs = read_all::<Window>(out.join("conflicts/window.mprod")).unwrap();
+            assert!(recs.iter().all(|r| key(r.seq, r.packet_obt_ns)));
+            (recs.len(), recs.iter().map(|r| r.obt_ns).collect())
+        }
+        Payload::Attitude(_) => {
+            let recs = read_all::<Attitude>(out.join("conflicts/attitude.mprod")).unwrap();
+            (recs.len(), recs.iter().map(|r| r.obt_ns).collect())
+        }
+        Payload::Hk(_) => {
+            let recs = read_all::<Hk>(out.join("conflicts/hk.mprod")).unwrap();
+            (recs.len(), recs.iter().map(|r| r.obt_ns).collect())
+        }
+    };
+    let n = |p: &Packet| match &p.payload {
+        Payload::Window(v) => v.len(),
+        Payload::Attitude(v) => v.len(),
+        Payload::Hk(v) => v.len(),
+    };
+    assert_eq!(aside, n(&original) + n(&variant));
+    for c in m.chunks_of(original.stream) {
+        if spans
+            .iter()
+            .any(|t| (c.start_obt_ns..c.end_obt_ns).contains(t))
+        {
+            assert_eq!(c.status, ChunkStatus::Provisional);
+        }
+        match original.stream {
+            meridian_order::Stream::Window => {
+                let recs = read_all::<Window>(out.join(&c.path)).unwrap();
+                assert!(!recs.iter().any(|r| key(r.seq, r.packet_obt_ns)));
+            }
+            meridian_order::Stream::Attitude => {
+                let recs = read_all::<Attitude>(out.join(&c.path)).unwrap();
+                assert!(!recs.iter().any(|r| key(r.seq, r.packet_obt_ns)));
+            }
+            meridian_order::Stream::Hk => {
+                let recs = read_all::<Hk>(out.join(&c.path)).unwrap();
+                assert!(!recs.iter().any(|r| key(r.seq, r.packet_obt_ns)));
+            }
+        }
+    }
+}
