@@ -5,6 +5,7 @@
 //! quote). Blank lines are skipped. Every other problem is an error naming the
 //! 1-based line number; the caller decides whether to stop or count and skip.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 /// One catalogue source as read from the CSV, before indexing.
@@ -55,91 +56,27 @@ struct Columns {
     count: usize,
 }
 
-/// Iterates the sources of a catalogue CSV, one `Result` per data row.
-pub struct CatalogueReader<R> {
-    input: R,
+/// Parses data lines once the header is known.
+#[derive(Debug, Clone, Copy)]
+pub struct RowParser {
     columns: Columns,
     default_epoch: Option<f64>,
-    line_no: u64,
-    line: String,
-    fields: Vec<String>,
-    failed_io: bool,
 }
 
-impl<R: BufRead> CatalogueReader<R> {
-    /// Reads the header row. `default_epoch` is `--ref-epoch`: used where the
-    /// `ref_epoch` column is absent (or a field of it is empty).
-    pub fn new(mut input: R, default_epoch: Option<f64>) -> Result<Self, CsvError> {
-        let mut line = String::new();
-        let mut line_no = 0;
-        loop {
-            line.clear();
-            let n = input.read_line(&mut line).map_err(|e| CsvError::Io {
-                line: line_no + 1,
-                message: e.to_string(),
-            })?;
-            line_no += 1;
-            if n == 0 {
-                return Err(CsvError::Header("the file is empty (no header row)".into()));
-            }
-            if !line.trim().is_empty() {
-                break;
-            }
-        }
-        if let Some(e) = default_epoch
-            && !e.is_finite()
-        {
-            return Err(CsvError::Header(format!("--ref-epoch {e} is not finite")));
-        }
-        let mut names = Vec::new();
-        split_fields(line.trim_end_matches(['\n', '\r']), &mut names)
-            .map_err(|m| CsvError::Header(format!("line {line_no}: {m}")))?;
-        let find = |name: &str| names.iter().position(|n| n.trim() == name);
-        let need =
-            |name: &str| find(name).ok_or_else(|| CsvError::Header(format!("no `{name}` column")));
-        let columns = Columns {
-            source_id: need("source_id")?,
-            ra: need("ra")?,
-            dec: need("dec")?,
-            pmra: find("pmra"),
-            pmdec: find("pmdec"),
-            ref_epoch: find("ref_epoch"),
-            mag: find("phot_g_mean_mag"),
-            count: names.len(),
-        };
-        if columns.ref_epoch.is_none() && default_epoch.is_none() {
-            return Err(CsvError::Header(
-                "no `ref_epoch` column and no --ref-epoch given (ICD §7 needs one)".into(),
-            ));
-        }
-        Ok(Self {
-            input,
-            columns,
-            default_epoch,
-            line_no,
-            line,
-            fields: Vec::new(),
-            failed_io: false,
-        })
-    }
-
-    /// Line number of the last line read (1-based).
-    pub fn line_number(&self) -> u64 {
-        self.line_no
-    }
-
-    fn parse_row(&mut self) -> Result<CatalogueSource, String> {
-        split_fields(self.line.trim_end_matches(['\n', '\r']), &mut self.fields)?;
+impl RowParser {
+    /// Parses one data line (without its line end). Pure, so blocks of lines
+    /// can be parsed in parallel.
+    pub fn parse_line(&self, line: &str) -> Result<CatalogueSource, String> {
+        let fields = split_fields(line.trim_end_matches(['\n', '\r']))?;
         let c = self.columns;
-        if self.fields.len() != c.count {
+        if fields.len() != c.count {
             return Err(format!(
                 "{} fields, the header has {}",
-                self.fields.len(),
+                fields.len(),
                 c.count
             ));
         }
-        let f = &self.fields;
-        let text = |i: usize| f[i].trim();
+        let text = |i: usize| fields[i].trim();
         let source_id = text(c.source_id)
             .parse::<i64>()
             .map_err(|_| format!("source_id {:?} is not a 64-bit integer", text(c.source_id)))?;
@@ -170,6 +107,113 @@ impl<R: BufRead> CatalogueReader<R> {
             ref_epoch,
             mag,
         })
+    }
+}
+
+/// Iterates the sources of a catalogue CSV, one `Result` per data row.
+pub struct CatalogueReader<R> {
+    input: R,
+    columns: Columns,
+    default_epoch: Option<f64>,
+    line_no: u64,
+    line: String,
+    failed_io: bool,
+}
+
+impl<R: BufRead> CatalogueReader<R> {
+    /// Reads the header row. `default_epoch` is `--ref-epoch`: used where the
+    /// `ref_epoch` column is absent (or a field of it is empty).
+    pub fn new(mut input: R, default_epoch: Option<f64>) -> Result<Self, CsvError> {
+        let mut line = String::new();
+        let mut line_no = 0;
+        loop {
+            line.clear();
+            let n = input.read_line(&mut line).map_err(|e| CsvError::Io {
+                line: line_no + 1,
+                message: e.to_string(),
+            })?;
+            line_no += 1;
+            if n == 0 {
+                return Err(CsvError::Header("the file is empty (no header row)".into()));
+            }
+            if !line.trim().is_empty() {
+                break;
+            }
+        }
+        if let Some(e) = default_epoch
+            && !e.is_finite()
+        {
+            return Err(CsvError::Header(format!("--ref-epoch {e} is not finite")));
+        }
+        let names: Vec<String> = split_fields(line.trim_end_matches(['\n', '\r']))
+            .map_err(|m| CsvError::Header(format!("line {line_no}: {m}")))?
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect();
+        let find = |name: &str| names.iter().position(|n| n.trim() == name);
+        let need =
+            |name: &str| find(name).ok_or_else(|| CsvError::Header(format!("no `{name}` column")));
+        let columns = Columns {
+            source_id: need("source_id")?,
+            ra: need("ra")?,
+            dec: need("dec")?,
+            pmra: find("pmra"),
+            pmdec: find("pmdec"),
+            ref_epoch: find("ref_epoch"),
+            mag: find("phot_g_mean_mag"),
+            count: names.len(),
+        };
+        if columns.ref_epoch.is_none() && default_epoch.is_none() {
+            return Err(CsvError::Header(
+                "no `ref_epoch` column and no --ref-epoch given (ICD §7 needs one)".into(),
+            ));
+        }
+        Ok(Self {
+            input,
+            columns,
+            default_epoch,
+            line_no,
+            line,
+            failed_io: false,
+        })
+    }
+
+    /// Line number of the last line read (1-based).
+    pub fn line_number(&self) -> u64 {
+        self.line_no
+    }
+
+    /// The row parser (column positions and default epoch), which can be
+    /// shared by threads parsing blocks of lines.
+    pub fn parser(&self) -> RowParser {
+        RowParser {
+            columns: self.columns,
+            default_epoch: self.default_epoch,
+        }
+    }
+
+    /// Reads up to `max` non-blank lines into `out` (cleared first) as
+    /// (line number, text), for [`Self::parse_line`]. Empty at end of input.
+    pub fn read_block(&mut self, max: usize, out: &mut Vec<(u64, String)>) -> Result<(), CsvError> {
+        out.clear();
+        while out.len() < max {
+            self.line.clear();
+            self.line_no += 1;
+            let n = self
+                .input
+                .read_line(&mut self.line)
+                .map_err(|e| CsvError::Io {
+                    line: self.line_no,
+                    message: e.to_string(),
+                })?;
+            if n == 0 {
+                break;
+            }
+            if !self.line.trim().is_empty() {
+                out.push((self.line_no, std::mem::take(&mut self.line)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -206,16 +250,21 @@ impl<R: BufRead> Iterator for CatalogueReader<R> {
             }
             let line = self.line_no;
             return Some(
-                self.parse_row()
+                self.parser()
+                    .parse_line(&self.line)
                     .map_err(|message| CsvError::Row { line, message }),
             );
         }
     }
 }
 
-/// Splits one CSV line into `out` (cleared first), honouring double quotes.
-fn split_fields(line: &str, out: &mut Vec<String>) -> Result<(), String> {
-    out.clear();
+/// Splits one CSV line into fields, honouring double quotes; borrowed unless a
+/// field was quoted.
+fn split_fields(line: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    if !line.contains('"') {
+        return Ok(line.split(',').map(Cow::Borrowed).collect());
+    }
+    let mut out = Vec::new();
     let mut field = String::new();
     let mut chars = line.chars().peekable();
     let mut in_quotes = false;
@@ -234,7 +283,7 @@ fn split_fields(line: &str, out: &mut Vec<String>) -> Result<(), String> {
                 was_quoted = true;
             }
             (false, ',') => {
-                out.push(std::mem::take(&mut field));
+                out.push(Cow::Owned(std::mem::take(&mut field)));
                 was_quoted = false;
             }
             (false, '"') => return Err("stray double quote inside a field".into()),
@@ -244,8 +293,8 @@ fn split_fields(line: &str, out: &mut Vec<String>) -> Result<(), String> {
     if in_quotes {
         return Err("unterminated double quote".into());
     }
-    out.push(field);
-    Ok(())
+    out.push(Cow::Owned(field));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -432,26 +432,50 @@ pub fn build_index(
     let mut runs: Vec<PathBuf> = Vec::new();
     let mut stats = [TierStats::default(); N_TIERS];
     let (mut skipped, mut examples) = (0u64, Vec::new());
-    for row in reader {
-        let source = match row {
-            Ok(s) => s,
-            Err(e) if opts.skip_bad && e.is_row_error() => {
-                skipped += 1;
-                if examples.len() < 10 {
-                    examples.push(e.to_string());
+    let mut reader = reader;
+    let mut block = Vec::new();
+    let limit = opts.fast_pm_limit;
+    let parser = reader.parser();
+    loop {
+        reader.read_block(1 << 16, &mut block).map_err(csv_err)?;
+        if block.is_empty() {
+            break;
+        }
+        // Parse in parallel, then take results in line order so the first
+        // error reported is the first in the file.
+        let parsed: Vec<Result<Entry, CsvError>> = block
+            .par_iter()
+            .with_min_len(1024)
+            .map(|(line, text)| {
+                parser
+                    .parse_line(text)
+                    .map(|s| Entry::new(&s, limit))
+                    .map_err(|message| CsvError::Row {
+                        line: *line,
+                        message,
+                    })
+            })
+            .collect();
+        for row in parsed {
+            let entry = match row {
+                Ok(e) => e,
+                Err(e) if opts.skip_bad => {
+                    skipped += 1;
+                    if examples.len() < 10 {
+                        examples.push(e.to_string());
+                    }
+                    continue;
                 }
-                continue;
+                Err(e) => return Err(csv_err(e)),
+            };
+            stats[entry.tier as usize].add(&entry);
+            chunk.push(entry);
+            if chunk.len() >= chunk_cap {
+                let path = temp_name(&dir, output, &format!("run{}", runs.len()));
+                temps.0.push(path.clone());
+                spill_run(&mut chunk, &path)?;
+                runs.push(path);
             }
-            Err(e) => return Err(csv_err(e)),
-        };
-        let entry = Entry::new(&source, opts.fast_pm_limit);
-        stats[entry.tier as usize].add(&entry);
-        chunk.push(entry);
-        if chunk.len() >= chunk_cap {
-            let path = temp_name(&dir, output, &format!("run{}", runs.len()));
-            temps.0.push(path.clone());
-            spill_run(&mut chunk, &path)?;
-            runs.push(path);
         }
     }
     let mut spilled_runs = 0;
