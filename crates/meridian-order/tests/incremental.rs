@@ -258,7 +258,7 @@ fn conflicting_variants_leave_the_chunks_for_the_conflict_report() {
     assert_eq!(c["apid"], original.stream.apid());
     assert_eq!(c["seq"], original.seq);
     assert_eq!(c["packet_obt_ns"], original.packet_obt_ns);
-    let mut hashes = vec![original.hash, variant.hash];
+    let mut hashes = [original.hash, variant.hash];
     hashes.sort();
     let got: Vec<String> = c["variants"]
         .as_array()
