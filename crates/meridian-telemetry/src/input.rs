@@ -94,12 +94,22 @@ pub fn decode_raw<S: DecodeSink>(
     options: DecodeOptions,
     sink: &mut S,
 ) -> Result<DecodeStats, DecodeError> {
-    let cuts = cut_points(data, options.segment_len.max(1));
-    let batch = 2 * rayon::current_num_threads();
     let mut stats = DecodeStats {
         decompressed_len: data.len() as u64,
         ..DecodeStats::default()
     };
+    let threads = rayon::current_num_threads();
+    if threads == 1 || data.len() <= options.segment_len {
+        // One part: straight into the sink, no buffering of records.
+        let mut decoder = ItemDecoder::new(db, delivery);
+        for item in PacketReader::new(data) {
+            decoder.decode(item, sink).map_err(sink_err)?;
+        }
+        stats.merge(decoder.stats());
+        return Ok(stats);
+    }
+    let cuts = cut_points(data, options.segment_len.max(1));
+    let batch = 2 * threads;
     let mut state = Scanner::new(0);
     for parts in cuts.windows(2).collect::<Vec<_>>().chunks(batch) {
         let results: Vec<Part> = parts
@@ -160,6 +170,17 @@ fn cut_points(data: &[u8], segment_len: usize) -> Vec<usize> {
     cuts
 }
 
+/// Octets kept free before the data of each decompressed block, so the
+/// undecided tail of the previous block (usually part of one packet) can be put
+/// in front of the new data without copying the block.
+const BLOCK_GAP: usize = 128 << 10;
+
+/// A decompressed block: data at `vec[BLOCK_GAP..BLOCK_GAP + len]`.
+struct Block {
+    vec: Vec<u8>,
+    len: usize,
+}
+
 /// Decodes a zstd stream (one or more frames): a helper thread decompresses
 /// into blocks while this thread reads packets from them.
 pub fn decode_zstd<S: DecodeSink>(
@@ -170,27 +191,42 @@ pub fn decode_zstd<S: DecodeSink>(
     sink: &mut S,
 ) -> Result<DecodeStats, DecodeError> {
     let block_len = options.block_len.max(1);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, DecodeError>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block, DecodeError>>(3);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        scope.spawn(move || decompress_blocks(compressed, block_len, tx));
+        scope.spawn(move || decompress_blocks(compressed, block_len, tx, recycle_rx));
         let mut decoder = ItemDecoder::new(db, delivery);
         let mut scanner = Scanner::new(0);
-        let mut buf: Vec<u8> = Vec::with_capacity(2 * block_len);
+        // The buffer is cur[start..end], starting at absolute offset `base`.
+        let (mut cur, mut start, mut end) = (Vec::new(), 0, 0);
         let mut base = 0u64;
         let mut total = 0u64;
         let mut eof = false;
         loop {
-            match scanner.step(&buf, base, eof) {
+            match scanner.step(&cur[start..end], base, eof) {
                 Step::Item(item) => decoder.decode(item, sink).map_err(sink_err)?,
                 Step::End => break,
                 Step::NeedMore => match rx.recv() {
                     Ok(block) => {
-                        let block = block?;
-                        // Keep only what the scanner has not decided yet.
-                        buf.drain(..(scanner.position() - base) as usize);
+                        let mut block = block?;
+                        total += block.len as u64;
+                        let tail = start + (scanner.position() - base) as usize..end;
                         base = scanner.position();
-                        total += block.len() as u64;
-                        buf.extend_from_slice(&block);
+                        let data_end = BLOCK_GAP + block.len;
+                        if tail.len() <= BLOCK_GAP {
+                            let at = BLOCK_GAP - tail.len();
+                            block.vec[at..BLOCK_GAP].copy_from_slice(&cur[tail]);
+                            let old = std::mem::replace(&mut cur, block.vec);
+                            let _ = recycle_tx.send(old);
+                            (start, end) = (at, data_end);
+                        } else {
+                            // A long undecided run (garbage): copy it whole.
+                            let mut joined = cur[tail].to_vec();
+                            joined.extend_from_slice(&block.vec[BLOCK_GAP..data_end]);
+                            let _ = recycle_tx.send(block.vec);
+                            (start, end) = (0, joined.len());
+                            cur = joined;
+                        }
                     }
                     Err(_) => eof = true,
                 },
@@ -202,12 +238,14 @@ pub fn decode_zstd<S: DecodeSink>(
     })
 }
 
-/// Decompresses `compressed` into blocks of `block_len` octets on the channel;
-/// an error ends the stream. Stops early if the reader hangs up.
+/// Decompresses `compressed` into blocks of `block_len` octets on the channel,
+/// reusing vectors the reader sends back; an error ends the stream. Stops early
+/// if the reader hangs up.
 fn decompress_blocks(
     compressed: &[u8],
     block_len: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Vec<u8>, DecodeError>>,
+    tx: std::sync::mpsc::SyncSender<Result<Block, DecodeError>>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     let mut decompressed = 0u64;
     let mut zstd = match zstd::stream::read::Decoder::with_buffer(compressed) {
@@ -221,10 +259,14 @@ fn decompress_blocks(
         }
     };
     loop {
-        let mut block = vec![0u8; block_len];
+        let mut vec = recycled
+            .try_recv()
+            .ok()
+            .filter(|v| v.len() == BLOCK_GAP + block_len)
+            .unwrap_or_else(|| vec![0u8; BLOCK_GAP + block_len]);
         let mut filled = 0;
         while filled < block_len {
-            match zstd.read(&mut block[filled..]) {
+            match zstd.read(&mut vec[BLOCK_GAP + filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -237,9 +279,8 @@ fn decompress_blocks(
                 }
             }
         }
-        block.truncate(filled);
         decompressed += filled as u64;
-        if filled == 0 || tx.send(Ok(block)).is_err() {
+        if filled == 0 || tx.send(Ok(Block { vec, len: filled })).is_err() {
             return;
         }
     }

@@ -237,3 +237,24 @@ fn heavy_faults_at_fixed_seeds() {
         check_recovery(seed, 300, 60).unwrap();
     }
 }
+
+#[test]
+fn long_garbage_runs_across_zstd_blocks_decode_like_raw() {
+    let ps = packets(11, 200);
+    let mut bytes = concat(&ps[..100]);
+    // Longer than a quarantine span and than the gap kept before each block.
+    bytes.extend(common::Rng(3).bytes(1_300_000));
+    bytes.extend(concat(&ps[100..]));
+    let z = zstd::encode_all(&bytes[..], 1).unwrap();
+    let small = DecodeOptions {
+        block_len: 50_000,
+        ..sequential()
+    };
+    let (out, stats) = decode_all(&z, small);
+    assert_eq!(
+        (out.clone(), stats.clone()),
+        decode_all(&bytes, sequential())
+    );
+    assert_eq!(out.quarantine.len(), 2);
+    assert_eq!(stats.garbage_bytes, 1_300_000);
+}
