@@ -5,7 +5,7 @@
 //! # How a day is made
 //!
 //! Time is cut into fixed 60 s blocks on an absolute OBT grid. Each block is
-//! simulated independently (in parallel with rayon) from `(seed, block)`: the
+//! simulated independently (as a rayon task) from `(seed, block)`: the
 //! sky cells the two fields of view sweep during the block are generated (or
 //! looked up in a catalogue file), each star that crosses a field centre during
 //! the block becomes a transit with up to nine windows, and the attitude samples
@@ -52,12 +52,13 @@ use meridian_core::time::{NS_PER_S, julian_epoch_tt};
 use packets::{AttitudePacket, BlockOutput, Emitter, PackedTransit};
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
-use rayon::prelude::*;
 use scan::{Instant, ScanLaw};
 use serde::{Deserialize, Serialize};
 use sky::{FileSky, ProceduralSky, Star};
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use windows::WindowModel;
 
 /// Stars on a Gaia-scale sky (scale 1): about 70 M transits per day, given that a
@@ -413,20 +414,40 @@ impl ScienceSim {
         let mut emitter = Emitter::new(packets, truth, self.max_app_data, seq_start);
         let first = (self.start_ns.saturating_sub(TRANSIT_REACH_NS)) / BLOCK_NS;
         let last = (self.end_ns + TRANSIT_REACH_NS - 1) / BLOCK_NS;
-        let blocks: Vec<u64> = (first..=last).collect();
-        let batch = 2 * rayon::current_num_threads().max(1);
-        for chunk in blocks.chunks(batch) {
-            let outputs: Vec<BlockOutput> =
-                chunk.par_iter().map(|&k| self.simulate_block(k)).collect();
-            for (&k, out) in chunk.iter().zip(outputs) {
-                let horizon = if k == last {
-                    u64::MAX
-                } else {
-                    self.transit_span(k).1.saturating_sub(REORDER_LAG_NS)
-                };
-                emitter.push_block(out, horizon)?;
+        let horizon = |k: u64| {
+            if k == last {
+                u64::MAX
+            } else {
+                self.transit_span(k).1.saturating_sub(REORDER_LAG_NS)
             }
-        }
+        };
+        // Blocks are rayon tasks, at most `in_flight` ahead of the one being
+        // emitted (bounded memory); this thread emits them in block order as
+        // they complete, so workers never wait for a batch's slowest block.
+        let in_flight = 2 * rayon::current_num_threads().max(1) as u64 + 1;
+        let (tx, rx) = mpsc::channel::<(u64, BlockOutput)>();
+        rayon::in_place_scope(|scope| -> Result<(), ScienceError> {
+            let mut ready = BTreeMap::new();
+            let (mut spawned, mut next) = (first, first);
+            while next <= last {
+                while spawned <= last && spawned - next < in_flight {
+                    let (tx, k) = (tx.clone(), spawned);
+                    scope.spawn(move |_| {
+                        // The receiver outlives the scope; a send cannot fail.
+                        let _ = tx.send((k, self.simulate_block(k)));
+                    });
+                    spawned += 1;
+                }
+                let (k, out) = receive(&rx);
+                ready.insert(k, out);
+                while let Some(out) = ready.remove(&next) {
+                    // On error the scope still waits for the spawned blocks.
+                    emitter.push_block(out, horizon(next))?;
+                    next += 1;
+                }
+            }
+            Ok(())
+        })?;
         emitter.finish()
     }
 
@@ -610,6 +631,25 @@ impl ScienceSim {
             meridian_core::Quat::new(-r.x, -r.y, -r.z, -r.w)
         } else {
             r
+        }
+    }
+}
+
+/// The next finished block. On a rayon worker (inside `install`) it keeps
+/// running pending tasks while waiting, so even a one-thread pool progresses.
+fn receive<T>(rx: &mpsc::Receiver<T>) -> T {
+    loop {
+        if let Ok(v) = rx.try_recv() {
+            return v;
+        }
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => {}
+            Some(rayon::Yield::Idle) => {
+                if let Ok(v) = rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                    return v;
+                }
+            }
+            None => return rx.recv().expect("a sender lives in the caller"),
         }
     }
 }
