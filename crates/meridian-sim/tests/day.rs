@@ -10,6 +10,8 @@ use meridian_sim::science::ScienceConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+mod hk_reference;
+
 fn small_day(seed: u64) -> DayConfig {
     DayConfig {
         seed,
@@ -331,6 +333,34 @@ fn truth_is_consistent_with_the_deliveries() {
         .collect();
     assert_eq!(from_products, from_deliveries);
     assert_eq!(hk.len() as u64, stats.expected_hk);
+
+    // The expected health events are what a reference checker finds in the
+    // housekeeping that reached the ground (downlink losses included).
+    let db = meridian_telemetry::MissionDb::load(dir.path().join("mission_db.toml")).unwrap();
+    let mut rows = hk_reference::Rows::new();
+    for h in &hk {
+        let s = rows.entry(h.sid).or_default();
+        match s.last_mut() {
+            Some((t, raw)) if *t == h.obt_ns => raw.push(h.raw),
+            _ => s.push((h.obt_ns, vec![h.raw])),
+        }
+    }
+    let end = hk.iter().map(|h| h.obt_ns).max().unwrap();
+    assert_eq!(Some(end), stats.end_of_hk_data_ns);
+    let events: Vec<meridian_sim::hk::TruthEvent> = jsonl(&truth.join("health_events.jsonl"));
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|e| meridian_sim::hk::TruthEvent {
+            anomaly: String::new(),
+            ..e
+        })
+        .collect();
+    assert!(events.len() >= 10);
+    assert_eq!(events, hk_reference::reference_events(&db, &rows, end));
+    assert!(
+        stats.packets["0x201"].lost > 0,
+        "housekeeping losses were exercised"
+    );
 
     // Gaps: holes in each APID's sequence between delivered packets.
     let mut gaps = Vec::new();
