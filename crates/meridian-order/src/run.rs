@@ -15,6 +15,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -255,29 +256,13 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
     let mut a = StreamWork::<Attitude>::new(&tmp);
     let mut h = StreamWork::<Hk>::new(&tmp);
     progress.phase("deliveries", new.len() as u64);
-    for (id, dir) in &new {
-        match Inputs::open(dir) {
-            Err(e) => {
-                tracing::error!("skipping delivery {}: {e}", delivery_name(*id));
-                ctx.summary.failed.push(FailedDelivery {
-                    delivery: delivery_name(*id),
-                    error: e.to_string(),
-                });
-            }
-            Ok(inputs) => {
-                ctx.summary.input_bytes += inputs.bytes;
-                let others = a.sorter.mem_bytes() + h.sorter.mem_bytes();
-                ingest(&mut ctx, &mut w, *id, inputs.window, others)?;
-                let others = w.sorter.mem_bytes() + h.sorter.mem_bytes();
-                ingest(&mut ctx, &mut a, *id, inputs.attitude, others)?;
-                let others = w.sorter.mem_bytes() + a.sorter.mem_bytes();
-                ingest(&mut ctx, &mut h, *id, inputs.hk, others)?;
-                ctx.state.consumed.insert(*id);
-                ctx.summary.deliveries_consumed += 1;
-            }
-        }
-        progress.advance(1);
-    }
+    // A reader thread decodes the deliveries' files while this one merges them.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let new = &new;
+        scope.spawn(move || produce(new, tx));
+        consume(&mut ctx, &rx, &mut w, &mut a, &mut h, progress)
+    })?;
     let prev_chunks: BTreeMap<(Stream, u64), ChunkEntry> = prev
         .iter()
         .flat_map(|m| m.chunks.iter())
@@ -410,6 +395,160 @@ impl Inputs {
     }
 }
 
+/// Records per message from the reader thread.
+const BATCH: usize = 2048;
+
+/// What the reader thread sends, in delivery order.
+enum Batch {
+    /// A delivery whose files opened and verified; its three streams follow.
+    Opened(DeliveryId, u64),
+    /// A delivery that cannot be read: skipped.
+    Failed(DeliveryId, ProductError),
+    Window(Vec<Window>),
+    Attitude(Vec<Attitude>),
+    Hk(Vec<Hk>),
+    /// The current stream file is exhausted.
+    StreamEnd,
+    /// A record failed to decode inside a verified file: the run stops.
+    Error(ProductError),
+}
+
+/// The three stream kinds travel in [`Batch`]es.
+trait Batched: StreamRecord {
+    fn wrap(v: Vec<Self>) -> Batch;
+    fn unwrap(b: Batch) -> Result<Vec<Self>, Batch>;
+}
+
+macro_rules! batched {
+    ($t:ty, $v:ident) => {
+        impl Batched for $t {
+            fn wrap(v: Vec<Self>) -> Batch {
+                Batch::$v(v)
+            }
+            fn unwrap(b: Batch) -> Result<Vec<Self>, Batch> {
+                match b {
+                    Batch::$v(v) => Ok(v),
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+batched!(Window, Window);
+batched!(Attitude, Attitude);
+batched!(Hk, Hk);
+
+/// The reader thread: opens each new delivery and streams its records. Stops
+/// when the merging side hangs up.
+fn produce(new: &[(DeliveryId, PathBuf)], tx: SyncSender<Batch>) {
+    for (id, dir) in new {
+        let sent = match Inputs::open(dir) {
+            Err(e) => tx.send(Batch::Failed(*id, e)).is_ok(),
+            Ok(inputs) => {
+                tx.send(Batch::Opened(*id, inputs.bytes)).is_ok()
+                    && send_stream(&tx, inputs.window)
+                    && send_stream(&tx, inputs.attitude)
+                    && send_stream(&tx, inputs.hk)
+            }
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+fn send_stream<R: Batched>(tx: &SyncSender<Batch>, reader: ProductReader<R>) -> bool {
+    let mut batch = Vec::with_capacity(BATCH);
+    for record in reader {
+        match record {
+            Ok(r) => batch.push(r),
+            Err(e) => {
+                let _ = tx.send(Batch::Error(e));
+                return false;
+            }
+        }
+        if batch.len() == BATCH && tx.send(R::wrap(std::mem::take(&mut batch))).is_err() {
+            return false;
+        }
+    }
+    (batch.is_empty() || tx.send(R::wrap(batch)).is_ok()) && tx.send(Batch::StreamEnd).is_ok()
+}
+
+/// The merging side: accepts deliveries in the order the reader sends them.
+fn consume(
+    ctx: &mut Ctx,
+    rx: &Receiver<Batch>,
+    w: &mut StreamWork<Window>,
+    a: &mut StreamWork<Attitude>,
+    h: &mut StreamWork<Hk>,
+    progress: &dyn Progress,
+) -> Result<(), OrderError> {
+    while let Ok(batch) = rx.recv() {
+        match batch {
+            Batch::Failed(id, e) => {
+                tracing::error!("skipping delivery {}: {e}", delivery_name(id));
+                ctx.summary.failed.push(FailedDelivery {
+                    delivery: delivery_name(id),
+                    error: e.to_string(),
+                });
+            }
+            Batch::Opened(id, bytes) => {
+                ctx.summary.input_bytes += bytes;
+                let others = a.sorter.mem_bytes() + h.sorter.mem_bytes();
+                ingest(ctx, w, id, Received::new(rx), others)?;
+                let others = w.sorter.mem_bytes() + h.sorter.mem_bytes();
+                ingest(ctx, a, id, Received::new(rx), others)?;
+                let others = w.sorter.mem_bytes() + a.sorter.mem_bytes();
+                ingest(ctx, h, id, Received::new(rx), others)?;
+                ctx.state.consumed.insert(id);
+                ctx.summary.deliveries_consumed += 1;
+            }
+            Batch::Error(e) => return Err(e.into()),
+            _ => return Err(internal("reader thread out of step")),
+        }
+        progress.advance(1);
+    }
+    Ok(())
+}
+
+fn internal(what: &str) -> OrderError {
+    OrderError::Config(format!("internal error: {what}"))
+}
+
+/// The records of one stream file, as received from the reader thread.
+struct Received<'a, R> {
+    rx: &'a Receiver<Batch>,
+    buf: std::vec::IntoIter<R>,
+}
+
+impl<'a, R: Batched> Received<'a, R> {
+    fn new(rx: &'a Receiver<Batch>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl<R: Batched> Iterator for Received<'_, R> {
+    type Item = Result<R, OrderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.buf.next() {
+                return Some(Ok(r));
+            }
+            match self.rx.recv().map(R::unwrap) {
+                Ok(Ok(v)) => self.buf = v.into_iter(),
+                Ok(Err(Batch::StreamEnd)) => return None,
+                Ok(Err(Batch::Error(e))) => return Some(Err(e.into())),
+                Ok(Err(_)) => return Some(Err(internal("reader thread out of step"))),
+                Err(_) => return Some(Err(internal("reader thread stopped"))),
+            }
+        }
+    }
+}
+
 /// Feeds one delivery's records of one stream, packet by packet.
 ///
 /// A record that fails to decode after its file passed the checksum means the
@@ -419,11 +558,11 @@ fn ingest<R: StreamRecord>(
     ctx: &mut Ctx,
     work: &mut StreamWork<R>,
     delivery: DeliveryId,
-    reader: ProductReader<R>,
+    records: impl Iterator<Item = Result<R, OrderError>>,
     others_bytes: usize,
 ) -> Result<(), OrderError> {
     let mut packet: Vec<R> = Vec::new();
-    for record in reader {
+    for record in records {
         let record = record?;
         ctx.summary.records_read += 1;
         if packet
