@@ -190,3 +190,36 @@ fn mean_time(times: impl Iterator<Item = u64>) -> u64 {
     let (sum, n) = times.fold((0u128, 0u128), |(s, n), t| (s + t as u128, n + 1));
     (sum + n / 2).checked_div(n).unwrap_or(0) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_angles_are_east_of_north() {
+        let p = Vec3::new(1.0, 0.0, 0.0);
+        assert!((position_angle_deg(p, Vec3::new(0.0, 0.0, 1.0)).unwrap() - 0.0).abs() < 1e-12);
+        assert!((position_angle_deg(p, Vec3::new(0.0, 1.0, 0.0)).unwrap() - 90.0).abs() < 1e-12);
+        assert!((position_angle_deg(p, Vec3::new(0.0, 0.0, -1.0)).unwrap() - 180.0).abs() < 1e-12);
+        assert!((position_angle_deg(p, Vec3::new(0.0, -1.0, 0.0)).unwrap() - 270.0).abs() < 1e-12);
+        // Radial directions have no position angle.
+        assert_eq!(position_angle_deg(p, p), None);
+        // At the pole the (ra = 0) frame still gives an answer in range.
+        let pa = position_angle_deg(Vec3::new(0.0, 0.0, 1.0), Vec3::new(1.0, 0.0, 0.0)).unwrap();
+        assert!((0.0..360.0).contains(&pa));
+    }
+
+    #[test]
+    fn scale_constants_follow_the_icd() {
+        // 982.8 µs at 60″/s.
+        assert!((MAS_PER_SAMPLE - 58.968).abs() < 1e-9);
+        assert!((across_scan_sigma_mas() - 51.037).abs() < 1e-3);
+    }
+
+    #[test]
+    fn mean_time_rounds_without_overflow() {
+        assert_eq!(mean_time([u64::MAX, u64::MAX].into_iter()), u64::MAX);
+        assert_eq!(mean_time([1, 2].into_iter()), 2);
+        assert_eq!(mean_time(std::iter::empty()), 0);
+    }
+}

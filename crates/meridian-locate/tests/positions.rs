@@ -78,6 +78,16 @@ fn transit_positions_match_the_truth_per_magnitude() {
             let est = Vec3::from_radec_deg(t.ra.unwrap(), t.dec.unwrap());
             let q = series.at(t.t_obs_ns).unwrap();
             let (e_al, e_ac) = al_ac_error_mas(q, est, st.direction);
+            // The scan direction at the star: where a fixed star's image moves.
+            let u = q.conj().rotate(st.direction);
+            let motion = q.rotate(Vec3::new(u.y, -u.x, 0.0).normalized());
+            let pa = meridian_locate::geometry::position_angle_deg(st.direction, motion).unwrap();
+            let dpa = (t.scan_pa_deg.unwrap() - pa + 540.0).rem_euclid(360.0) - 180.0;
+            assert!(
+                dpa.abs() < 1e-3,
+                "scan PA {} vs {pa}",
+                t.scan_pa_deg.unwrap()
+            );
             al += e_al;
             al2 += e_al * e_al;
             sig2 += t.sigma_al_mas.unwrap().powi(2);
