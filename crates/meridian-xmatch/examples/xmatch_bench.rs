@@ -178,6 +178,8 @@ fn run_match(dir: &Path) -> String {
     let start = Instant::now();
     let records = matcher.match_transits(&transits).unwrap();
     let secs = start.elapsed().as_secs_f64();
+    let hwm = vm_hwm_mib();
+    // Breakdown: the parallel candidate search alone, and new-source linking.
     let positions: Vec<meridian_xmatch::TransitPos> = transits
         .iter()
         .filter_map(meridian_xmatch::TransitPos::from_transit)
@@ -194,10 +196,6 @@ fn run_match(dir: &Path) -> String {
     let t = Instant::now();
     let _ = meridian_xmatch::newsource::link_new_sources(&unmatched, matcher.radius_rad());
     let link_secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "candidates {cand_secs:.3} s, linking {} unmatched {link_secs:.3} s",
-        unmatched.len()
-    );
     let truth_text = std::fs::read_to_string(dir.join("truth.txt")).unwrap();
     let truth: Vec<Option<i64>> = truth_text.lines().map(|l| l.parse().ok()).collect();
     let mut by_id: Vec<(u64, Option<i64>)> = transits
@@ -214,11 +212,11 @@ fn run_match(dir: &Path) -> String {
         .count();
     let matched = records.iter().filter(|m| m.source_id.is_some()).count();
     format!(
-        "{{\"phase\":\"match\",\"transits\":{},\"read_seconds\":{read_secs:.3},\"cold_seconds\":{cold_secs:.3},\"seconds\":{secs:.3},\"transits_per_s\":{:.0},\"matched\":{matched},\"true_star_recovered\":{:.6},\"threads\":{},\"vm_hwm_mib\":{:.1}}}",
+        "{{\"phase\":\"match\",\"transits\":{},\"read_seconds\":{read_secs:.3},\"cold_seconds\":{cold_secs:.3},\"seconds\":{secs:.3},\"transits_per_s\":{:.0},\"matched\":{matched},\"true_star_recovered\":{:.6},\"threads\":{},\"vm_hwm_mib\":{hwm:.1},\"candidates_seconds\":{cand_secs:.3},\"unmatched\":{},\"link_seconds\":{link_secs:.3}}}",
         transits.len(),
         transits.len() as f64 / secs,
         correct as f64 / with_truth as f64,
         rayon::current_num_threads(),
-        vm_hwm_mib()
+        unmatched.len()
     )
 }

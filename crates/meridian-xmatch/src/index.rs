@@ -250,6 +250,13 @@ impl Entry {
         }
     }
 
+    /// The sort order: cheap leading fields first, the whole key on ties.
+    fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+        (a.tier, a.hash, a.id)
+            .cmp(&(b.tier, b.hash, b.id))
+            .then_with(|| a.key().cmp(&b.key()))
+    }
+
     /// Total order (on bits, so it is total even for NaN magnitudes).
     fn key(&self) -> EntryKey {
         (
@@ -483,7 +490,7 @@ pub fn build_index(
     temps.0.push(out_tmp.clone());
     let depths = stats.map(|s| depth_for(s.n, opts.sources_per_cell));
     if runs.is_empty() {
-        chunk.par_sort_unstable_by_key(Entry::key);
+        chunk.par_sort_unstable_by(Entry::order);
         write_index(
             &out_tmp,
             &stats,
@@ -523,7 +530,7 @@ pub fn depth_for(n: u64, per_cell: f64) -> u8 {
 }
 
 fn spill_run(chunk: &mut Vec<Entry>, path: &Path) -> Result<(), IndexError> {
-    chunk.par_sort_unstable_by_key(Entry::key);
+    chunk.par_sort_unstable_by(Entry::order);
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut buf = [0u8; ENTRY_LEN];
