@@ -45,6 +45,9 @@ struct Cli {
     /// defaults), e.g. {"science": {"bin_s": 300}, "dataflow": {"service_level": 0.98}}.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Checker state file carried between runs (default OUT/hk_state.json).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -87,6 +90,7 @@ fn body(cli: &Cli) -> anyhow::Result<u8> {
         inputs: cli.inputs.clone(),
         out: cli.out.clone(),
         config,
+        state: cli.state.clone(),
     };
     let outcome = run::run(&opts)?;
     let r = &outcome.report;

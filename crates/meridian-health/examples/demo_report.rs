@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inputs: vec![paths.ordered, paths.located],
         out: root.join("out"),
         config: Default::default(),
+        state: None,
     })?;
     println!(
         "{}: {} events; {}",

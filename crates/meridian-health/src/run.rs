@@ -32,7 +32,7 @@ use crate::dataflow::{DataFlowConfig, completeness_events};
 use crate::hk::{CheckerState, HkChecker, sort_events};
 use crate::html::{HkSeries, render};
 use crate::report::{HealthReport, HkReport};
-use crate::science::{ScienceConfig, science_health};
+use crate::science::{ScienceAccumulator, ScienceConfig};
 use meridian_core::product::{self, ProductError, ProductReader, read_header, write_file_atomic};
 use meridian_core::records::{HealthEvent, Hk, Match, Observation, Record, RecordKind, Transit};
 use meridian_order::{HourCompleteness, Manifest, Stream};
@@ -63,6 +63,17 @@ pub struct RunOptions {
     pub inputs: Vec<PathBuf>,
     pub out: PathBuf,
     pub config: HealthConfig,
+    /// Checker state file (default `OUT/hk_state.json`): point consecutive runs
+    /// with different output folders at the same file to carry events across.
+    pub state: Option<PathBuf>,
+}
+
+impl RunOptions {
+    pub fn state_path(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| self.out.join(STATE_FILE))
+    }
 }
 
 /// Why a run could not evaluate (the binary's UNKNOWN).
@@ -175,14 +186,13 @@ fn read_kind<R: Record>(paths: &[PathBuf]) -> Result<Vec<R>, HealthError> {
     Ok(out)
 }
 
-fn load_state(out: &Path) -> Result<Option<StateFile>, HealthError> {
-    let path = out.join(STATE_FILE);
-    match std::fs::read(&path) {
+fn load_state(path: &Path) -> Result<Option<StateFile>, HealthError> {
+    match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| input_error(&path, format!("unreadable checker state: {e}"))),
+            .map_err(|e| input_error(path, format!("unreadable checker state: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(input_error(&path, e.to_string())),
+        Err(e) => Err(input_error(path, e.to_string())),
     }
 }
 
@@ -253,8 +263,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
             "no housekeeping (hk) products found: nothing to evaluate",
         ));
     }
-    let fp = fingerprint(&opts.db, &inputs.files)?;
-    let previous = load_state(&opts.out)?;
+    let mut files = inputs.files.clone();
+    files.sort();
+    let fp = fingerprint(&opts.db, &files)?;
+    let previous = load_state(&opts.state_path())?;
     let resumed = previous.is_some();
     let start = previous.and_then(|s| {
         if s.fingerprint == fp {
@@ -294,10 +306,17 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
     let already_checked = pass.already_checked;
     let hk = pass.checker.finish();
 
-    let observations: Vec<Observation> = read_kind(&inputs.observations)?;
     let transits: Vec<Transit> = read_kind(&inputs.transits)?;
     let matches: Vec<Match> = read_kind(&inputs.matches)?;
-    let science = science_health(&observations, &transits, &matches, &opts.config.science);
+    let mut science = ScienceAccumulator::new(&opts.config.science);
+    science.add_transits(&transits, &matches);
+    drop(matches);
+    for path in &inputs.observations {
+        for o in ProductReader::<Observation>::open(path)? {
+            science.add_observation(&o?);
+        }
+    }
+    let science = science.finish();
     let dataflow = completeness_events(&inputs.completeness, &opts.config.dataflow);
 
     let mut events: Vec<HealthEvent> = hk.events();
@@ -362,6 +381,6 @@ fn write_outputs(
     };
     let mut bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
     bytes.push(b'\n');
-    write_file_atomic(out.join(STATE_FILE), &bytes)?;
+    write_file_atomic(opts.state_path(), &bytes)?;
     Ok(())
 }

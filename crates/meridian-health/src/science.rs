@@ -207,7 +207,8 @@ struct Acc {
     outliers: u64,
     windows: u64,
     flagged: u64,
-    background: Vec<f64>,
+    /// f32 halves the memory of the one per-window list kept.
+    background: Vec<f32>,
 }
 
 fn flagged(o: &Observation) -> bool {
@@ -223,67 +224,108 @@ pub fn science_health(
     matches: &[Match],
     cfg: &ScienceConfig,
 ) -> ScienceHealth {
-    let bin_ns = cfg.bin_s.max(1) * 1_000_000_000;
-    let by_id: HashMap<u64, &Match> = matches.iter().map(|m| (m.transit_id, m)).collect();
-    let mut acc: BTreeMap<(u8, u64), Acc> = BTreeMap::new();
-    for t in transits {
-        let a = acc.entry((t.fov, t.t_obs_ns / bin_ns)).or_default();
-        a.transits += 1;
-        let (Some(ra), Some(dec)) = (t.ra, t.dec) else {
-            continue;
-        };
-        a.positioned += 1;
-        let Some(m) = by_id.get(&t.transit_id) else {
-            continue;
-        };
-        let (Some(_), Some(ra_c), Some(dec_c)) = (m.source_id, m.ra_cat, m.dec_cat) else {
-            continue;
-        };
-        a.matched += 1;
-        let Some(pa) = t.scan_pa_deg else {
-            continue;
-        };
-        let (al, ac) = residual_al_ac_mas(ra, dec, ra_c, dec_c, pa);
-        let limit = cfg
-            .outlier_floor_mas
-            .max(t.sigma_al_mas.unwrap_or(0.0) * cfg.outlier_sigma);
-        if al.abs() > limit {
-            a.outliers += 1;
-        }
-        a.al.push(al);
-        a.ac.push(ac);
-    }
+    let mut acc = ScienceAccumulator::new(cfg);
+    acc.add_transits(transits, matches);
     for o in observations {
-        let a = acc.entry((o.fov, o.t_obs_ns / bin_ns)).or_default();
+        acc.add_observation(o);
+    }
+    acc.finish()
+}
+
+/// Science health built up piece by piece, so observations (nine per transit)
+/// can be streamed from their files rather than held. Order does not matter.
+pub struct ScienceAccumulator<'c> {
+    cfg: &'c ScienceConfig,
+    bin_ns: u64,
+    acc: BTreeMap<(u8, u64), Acc>,
+}
+
+impl<'c> ScienceAccumulator<'c> {
+    pub fn new(cfg: &'c ScienceConfig) -> Self {
+        ScienceAccumulator {
+            cfg,
+            bin_ns: cfg.bin_s.max(1) * 1_000_000_000,
+            acc: BTreeMap::new(),
+        }
+    }
+
+    /// Adds transits with their match records (joined on `transit_id`).
+    pub fn add_transits(&mut self, transits: &[Transit], matches: &[Match]) {
+        let cfg = self.cfg;
+        let by_id: HashMap<u64, &Match> = matches.iter().map(|m| (m.transit_id, m)).collect();
+        for t in transits {
+            let a = self
+                .acc
+                .entry((t.fov, t.t_obs_ns / self.bin_ns))
+                .or_default();
+            a.transits += 1;
+            let (Some(ra), Some(dec)) = (t.ra, t.dec) else {
+                continue;
+            };
+            a.positioned += 1;
+            let Some(m) = by_id.get(&t.transit_id) else {
+                continue;
+            };
+            let (Some(_), Some(ra_c), Some(dec_c)) = (m.source_id, m.ra_cat, m.dec_cat) else {
+                continue;
+            };
+            a.matched += 1;
+            let Some(pa) = t.scan_pa_deg else {
+                continue;
+            };
+            let (al, ac) = residual_al_ac_mas(ra, dec, ra_c, dec_c, pa);
+            let limit = cfg
+                .outlier_floor_mas
+                .max(t.sigma_al_mas.unwrap_or(0.0) * cfg.outlier_sigma);
+            if al.abs() > limit {
+                a.outliers += 1;
+            }
+            a.al.push(al);
+            a.ac.push(ac);
+        }
+    }
+
+    pub fn add_observation(&mut self, o: &Observation) {
+        let a = self
+            .acc
+            .entry((o.fov, o.t_obs_ns / self.bin_ns))
+            .or_default();
         a.windows += 1;
         a.flagged += flagged(o) as u64;
         if o.background.is_finite() {
-            a.background.push(o.background);
+            a.background.push(o.background as f32);
         }
     }
-    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-    let bins: Vec<ScienceBin> = acc
-        .into_iter()
-        .map(|((fov, k), mut a)| ScienceBin {
-            fov,
-            start_obt_ns: k * bin_ns,
-            end_obt_ns: (k + 1) * bin_ns,
-            transits: a.transits,
-            positioned: a.positioned,
-            matched: a.matched,
-            match_rate: ratio(a.matched, a.positioned),
-            median_al_mas: median_of(&mut a.al),
-            median_ac_mas: median_of(&mut a.ac),
-            al_outliers: a.outliers,
-            al_outlier_fraction: ratio(a.outliers, a.al.len() as u64),
-            windows: a.windows,
-            flagged_windows: a.flagged,
-            flagged_fraction: ratio(a.flagged, a.windows),
-            median_background: median_of(&mut a.background),
-        })
-        .collect();
-    let events = science_events(&bins, cfg);
-    ScienceHealth { bins, events }
+
+    /// The bins and their events.
+    pub fn finish(self) -> ScienceHealth {
+        let (cfg, bin_ns, acc) = (self.cfg, self.bin_ns, self.acc);
+        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let bins: Vec<ScienceBin> = acc
+            .into_iter()
+            .map(|((fov, k), mut a)| ScienceBin {
+                fov,
+                start_obt_ns: k * bin_ns,
+                end_obt_ns: (k + 1) * bin_ns,
+                transits: a.transits,
+                positioned: a.positioned,
+                matched: a.matched,
+                match_rate: ratio(a.matched, a.positioned),
+                median_al_mas: median_of(&mut a.al),
+                median_ac_mas: median_of(&mut a.ac),
+                al_outliers: a.outliers,
+                al_outlier_fraction: ratio(a.outliers, a.al.len() as u64),
+                windows: a.windows,
+                flagged_windows: a.flagged,
+                flagged_fraction: ratio(a.flagged, a.windows),
+                median_background: median_of(
+                    &mut a.background.iter().map(|&b| b as f64).collect::<Vec<_>>(),
+                ),
+            })
+            .collect();
+        let events = science_events(&bins, cfg);
+        ScienceHealth { bins, events }
+    }
 }
 
 type Metric = fn(&ScienceBin, &ScienceConfig) -> Option<f64>;

@@ -54,6 +54,7 @@ fn the_report_opens_in_headless_chromium_without_console_errors() {
         inputs: vec![paths.ordered, paths.located],
         out: out.clone(),
         config: Default::default(),
+        state: None,
     })
     .unwrap();
     let html = std::fs::read_to_string(out.join(run::REPORT_HTML)).unwrap();

@@ -17,6 +17,7 @@ fn options(paths: &meridian_health::synth::DemoPaths, out: &Path) -> RunOptions 
         inputs: vec![paths.ordered.clone(), paths.located.clone()],
         out: out.to_owned(),
         config: HealthConfig::default(),
+        state: None,
     }
 }
 
