@@ -83,7 +83,8 @@ pub struct FailedDelivery {
 pub struct RunSummary {
     /// The folder's run number after this run.
     pub run: u64,
-    /// True when there was nothing new: no manifest was written.
+    /// True when nothing new was consumed (and the close time is unchanged): no
+    /// manifest was written and the run number stays.
     pub noop: bool,
     /// Complete delivery folders found (with `report.json`).
     pub deliveries_found: u64,
@@ -263,6 +264,20 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
         scope.spawn(move || produce(new, tx));
         consume(&mut ctx, &rx, &mut w, &mut a, &mut h, progress)
     })?;
+    if let Some(m) = &prev
+        && ctx.summary.deliveries_consumed == 0
+        && close_after == closed_before
+    {
+        // Only unreadable deliveries: nothing to commit, the run number stays.
+        let mut summary = ctx.summary;
+        summary.run = m.run;
+        summary.noop = true;
+        summary.chunks_total = m.chunks.len() as u64;
+        summary.gaps = m.gaps;
+        summary.conflicts = m.conflicts;
+        cleanup(out, m)?;
+        return Ok(finish_summary(summary, started));
+    }
     let prev_chunks: BTreeMap<(Stream, u64), ChunkEntry> = prev
         .iter()
         .flat_map(|m| m.chunks.iter())

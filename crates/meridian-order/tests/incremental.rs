@@ -204,6 +204,11 @@ fn unreadable_deliveries_are_named_skipped_and_retried() {
         );
     }
 
+    // Still broken: nothing new is consumed, so nothing is committed.
+    let again = run(decoded.path(), ordered.path());
+    assert!(again.noop);
+    assert_eq!((again.run, again.failed.len()), (1, 2));
+
     // Repaired and completed, they are consumed by the next run.
     std::fs::write(&window, &good).unwrap();
     std::fs::write(&hk, &hk_bytes).unwrap();
