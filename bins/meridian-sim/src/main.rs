@@ -4,8 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use meridian_cli::{LogArgs, exit, progress_bar, write_json_atomic};
-use meridian_sim::day::{DayConfig, simulate_day_with_progress};
-use meridian_sim::science::ScienceSim;
+use meridian_sim::day::{DayConfig, simulate_day_with_progress, write_catalogue_file};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -118,11 +117,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Catalogue { out, sky } => {
             let cfg = load_config(&sky)?;
-            let sim = ScienceSim::new(cfg.seed, cfg.start_obt_ns, cfg.duration_s, &cfg.science)?;
-            let mut bytes = Vec::new();
-            sim.write_catalogue(&mut bytes)?;
-            meridian_core::product::write_file_atomic(&out, &bytes)?;
-            tracing::info!("wrote {} ({} octets)", out.display(), bytes.len());
+            let size = write_catalogue_file(&cfg, &out)?;
+            tracing::info!("wrote {} ({size} octets)", out.display());
             Ok(exit::OK)
         }
         Command::Day {

@@ -206,11 +206,13 @@ impl AtomicFile {
         self.w.flush().map_err(io_err(&self.tmp))?;
         self.w.get_ref().sync_all().map_err(io_err(&self.tmp))?;
         std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))?;
-        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
         Ok(())
     }
 }
@@ -410,6 +412,25 @@ fn prepare_out_dir(out: &Path) -> Result<(), DayError> {
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
     }
     Ok(())
+}
+
+/// Writes only the catalogue of `cfg` to `path` (ICD §7 CSV), streaming and
+/// atomically; returns its size in octets.
+pub fn write_catalogue_file(cfg: &DayConfig, path: &Path) -> Result<u64, DayError> {
+    let science = ScienceSim::new(cfg.seed, cfg.start_obt_ns, cfg.duration_s, &cfg.science)?;
+    let mut file = AtomicFile::create(path.to_owned())?;
+    science
+        .write_catalogue(&mut file.w)
+        .map_err(io_err(&file.tmp))?;
+    file.w.flush().map_err(io_err(&file.tmp))?;
+    let size = file
+        .w
+        .get_ref()
+        .metadata()
+        .map_err(io_err(&file.tmp))?
+        .len();
+    file.finish()?;
+    Ok(size)
 }
 
 /// Simulates a day into `out` (see the module docs for the layout).

@@ -355,7 +355,7 @@ impl Downlink {
         sid: Option<u16>,
     ) -> Result<Fate, DownlinkError> {
         while packet.obt_ns >= self.pass_end(self.pass) {
-            self.run_pass()?;
+            self.run_pass(false)?;
         }
         self.stats.packets_in += 1;
         let hk_run = sid.map_or(0, |s| *self.hk_loss_run.get(&s).unwrap_or(&0));
@@ -432,7 +432,7 @@ impl Downlink {
             && self.science_backlog.is_empty()
             && self.extra.is_empty())
         {
-            self.run_pass()?;
+            self.run_pass(true)?;
         }
         Ok((self.deliveries, self.stats))
     }
@@ -454,15 +454,16 @@ impl Downlink {
         }
     }
 
-    fn run_pass(&mut self) -> Result<(), DownlinkError> {
+    /// Runs the next pass; after the end of the data (`finishing`) the science
+    /// backlog goes at once.
+    fn run_pass(&mut self, finishing: bool) -> Result<(), DownlinkError> {
         let pass = self.pass;
         self.pass += 1;
         let mut items = std::mem::take(&mut self.hk_queue);
         self.science_backlog
             .push_back(std::mem::take(&mut self.science_now));
-        let flushing = self.hk_queue.is_empty() && items.is_empty();
         while self.science_backlog.len() > self.cfg.science_delay_passes as usize
-            || (flushing && !self.science_backlog.is_empty())
+            || (finishing && !self.science_backlog.is_empty())
         {
             items.extend(self.science_backlog.pop_front().unwrap_or_default());
         }
