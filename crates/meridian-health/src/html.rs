@@ -8,7 +8,7 @@
 use crate::dataflow::apid_param;
 use crate::hk::fmt_num;
 use crate::report::{HealthReport, Status, severity_name};
-use crate::science::ScienceBin;
+use crate::science::{ScienceBin, ScienceConfig, Threshold};
 use meridian_core::records::{HealthEvent, Severity, Value};
 use meridian_telemetry::MissionDb;
 use meridian_telemetry::mission_db::Limits;
@@ -258,7 +258,12 @@ fn worst_text(v: &Value) -> String {
 }
 
 /// Renders the whole report.
-pub fn render(report: &HealthReport, db: &MissionDb, series: &HkSeries) -> String {
+pub fn render(
+    report: &HealthReport,
+    db: &MissionDb,
+    series: &HkSeries,
+    science: &ScienceConfig,
+) -> String {
     let mut h = String::with_capacity(1 << 20);
     let (t0, t1) = span(report, series);
     let axis = Axis {
@@ -270,7 +275,7 @@ pub fn render(report: &HealthReport, db: &MissionDb, series: &HkSeries) -> Strin
     let _ = writeln!(h, "<h2>Housekeeping</h2>");
     hk_section(&mut h, report, db, series, &axis, t1);
     let _ = writeln!(h, "<h2>Science</h2>");
-    science_section(&mut h, report, &axis);
+    science_section(&mut h, report, &axis, science);
     let _ = writeln!(h, "<h2>Data flow</h2>");
     dataflow_section(&mut h, report, &axis);
     h.push_str("</body>\n</html>\n");
@@ -491,35 +496,75 @@ fn fov_lines(
 /// A per-bin metric to plot.
 type BinMetric = fn(&ScienceBin) -> Option<f64>;
 
-fn science_section(h: &mut String, r: &HealthReport, axis: &Axis) {
+fn science_section(h: &mut String, r: &HealthReport, axis: &Axis, cfg: &ScienceConfig) {
     if r.science.is_empty() {
         let _ = writeln!(h, "<p>No located or matched products were given.</p>");
         return;
     }
-    let charts: [(&str, &str, &str, BinMetric); 5] = [
-        ("Median along-scan residual", "mas", "residual_al", |b| {
-            b.median_al_mas
-        }),
-        ("Median across-scan residual", "mas", "residual_ac", |b| {
-            b.median_ac_mas
-        }),
+    let charts: [(&str, &str, BinMetric, Threshold, bool); 5] = [
         (
-            "Along-scan outlier fraction",
-            "fraction",
-            "residual_al_outliers",
-            |b| b.al_outlier_fraction,
+            "residual_al",
+            "mas",
+            |b| b.median_al_mas,
+            cfg.residual_al_mas,
+            true,
         ),
-        ("Match rate", "fraction", "match_rate", |b| b.match_rate),
-        ("Flagged windows", "fraction", "flagged_windows", |b| {
-            b.flagged_fraction
-        }),
+        (
+            "residual_ac",
+            "mas",
+            |b| b.median_ac_mas,
+            cfg.residual_ac_mas,
+            true,
+        ),
+        (
+            "residual_al_outliers",
+            "fraction",
+            |b| b.al_outlier_fraction,
+            cfg.al_outlier_fraction,
+            false,
+        ),
+        (
+            "match_rate",
+            "fraction",
+            |b| b.match_rate,
+            cfg.match_rate,
+            false,
+        ),
+        (
+            "flagged_windows",
+            "fraction",
+            |b| b.flagged_fraction,
+            cfg.flagged_fraction,
+            false,
+        ),
     ];
     let end = r.science.iter().map(|b| b.end_obt_ns).max().unwrap_or(0);
-    for (title, unit, check, metric) in charts {
+    for (check, unit, metric, t, symmetric) in charts {
         let lines = fov_lines(&r.science, axis, metric);
         let shades = shades_for(r.events.iter().filter(|e| e.check == check), axis, end);
+        // Threshold lines only where they fall near the data, so they do not
+        // squash it; medians are judged on their magnitude, so both signs.
+        let data_max = lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1.abs()))
+            .fold(0.0, f64::max);
+        let mut hl = Vec::new();
+        for (y, color) in [(t.warning, ORANGE), (t.alarm, RED)] {
+            if y.abs() <= 3.0 * data_max.max(f64::MIN_POSITIVE) || t.low {
+                hl.push(HLine { y, color });
+                if symmetric {
+                    hl.push(HLine { y: -y, color });
+                }
+            }
+        }
+        let title = crate::science::describe(check);
+        let title = format!(
+            "{}{} per field of view",
+            title[..1].to_uppercase(),
+            &title[1..]
+        );
         h.push_str("<figure>");
-        h.push_str(&chart(title, unit, axis, &lines, &[], &shades));
+        h.push_str(&chart(&title, unit, axis, &lines, &hl, &shades));
         h.push_str("</figure>\n");
     }
     let transits: u64 = r.science.iter().map(|b| b.transits).sum();

@@ -371,7 +371,10 @@ fn write_outputs(
     let out = &opts.out;
     product::write_all::<HealthEvent>(out.join(EVENTS_FILE), &report.events)?;
     write_file_atomic(out.join(REPORT_JSON), &report.to_json())?;
-    write_file_atomic(out.join(REPORT_HTML), render(report, db, series).as_bytes())?;
+    write_file_atomic(
+        out.join(REPORT_HTML),
+        render(report, db, series, &opts.config.science).as_bytes(),
+    )?;
     write_file_atomic(out.join(METRICS_FILE), report.prometheus().as_bytes())?;
     let state = StateFile {
         format: crate::hk::STATE_FORMAT,

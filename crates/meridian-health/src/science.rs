@@ -404,6 +404,18 @@ fn science_events(bins: &[ScienceBin], cfg: &ScienceConfig) -> Vec<HealthEvent> 
     events
 }
 
+/// What a check measures, for messages and plots.
+pub fn describe(check: &str) -> &'static str {
+    match check {
+        check::MATCH_RATE => "match rate",
+        check::RESIDUAL_AL => "median along-scan residual",
+        check::RESIDUAL_AC => "median across-scan residual",
+        check::AL_OUTLIERS => "fraction of along-scan outliers",
+        check::FLAGGED_WINDOWS => "fraction of flagged windows",
+        _ => "metric",
+    }
+}
+
 /// Consecutive failing bins being merged into one event.
 struct Run {
     start_ns: u64,
@@ -446,8 +458,13 @@ impl Run {
             worst: Value::Number(self.worst),
             samples: self.bins,
             message: format!(
-                "field of view {fov}: {} out of bounds in {} bin(s), worst {}{unit}",
-                check.replace('_', " "),
+                "field of view {fov}: {} beyond its {} threshold in {} bin(s), worst {}{unit}",
+                describe(check),
+                if self.severity == Severity::Alarm {
+                    "alarm"
+                } else {
+                    "warning"
+                },
                 self.bins,
                 fmt_num(self.worst)
             ),
