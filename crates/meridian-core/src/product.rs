@@ -24,7 +24,7 @@
 use crate::records::{Record, RecordKind};
 use memmap2::Mmap;
 use std::fs::File;
-use std::io::{self, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Cursor, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,8 +295,11 @@ pub fn write_all<'a, R: Record>(
 pub struct ProductReader<R: Record> {
     path: PathBuf,
     header: Header,
-    decoder: zstd::Decoder<'static, Cursor<Mmap>>,
+    /// Buffered: bincode reads a record a few octets at a time, and each read
+    /// straight from the zstd decoder is far costlier than a copy from a buffer.
+    decoder: BufReader<zstd::Decoder<'static, Cursor<Mmap>>>,
     remaining: u64,
+    failed: bool,
     _kind: PhantomData<fn() -> R>,
 }
 
@@ -366,9 +369,11 @@ impl<R: Record> ProductReader<R> {
         let mut cursor = Cursor::new(map);
         cursor.set_position(HEADER_LEN as u64);
         let decoder = zstd::Decoder::with_buffer(cursor).map_err(|e| ProductError::io(&path, e))?;
+        let decoder = BufReader::with_capacity(64 << 10, decoder);
         Ok(Self {
             path,
             remaining: header.record_count,
+            failed: false,
             header,
             decoder,
             _kind: PhantomData,
@@ -410,27 +415,19 @@ impl<R: Record> Iterator for ProductReader<R> {
     type Item = Result<R, ProductError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         match self.next_record() {
             Ok(Some(r)) => Some(Ok(r)),
             Ok(None) => None,
             Err(e) => {
-                self.remaining = 0;
-                // Drop to an exhausted decoder so iteration ends after the error.
-                self.decoder =
-                    zstd::Decoder::with_buffer(Cursor::new(empty_map())).expect("empty decoder");
+                // Nothing after a corrupted record can be trusted: end here.
+                self.failed = true;
                 Some(Err(e))
             }
         }
     }
-}
-
-fn empty_map() -> Mmap {
-    memmap2::MmapOptions::new()
-        .len(0)
-        .map_anon()
-        .expect("empty anonymous map")
-        .make_read_only()
-        .expect("read-only")
 }
 
 /// Reads every record of a product file into memory.
@@ -591,7 +588,10 @@ pub fn find_products(path: impl AsRef<Path>) -> Result<Vec<PathBuf>, ProductErro
         .map_err(|e| ProductError::io(path, e))?;
     entries.sort();
     for entry in entries {
-        if entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if entry
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         if entry.is_dir() {

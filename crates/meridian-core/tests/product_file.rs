@@ -117,8 +117,14 @@ fn find_products_skips_hidden_temporaries_and_non_products() {
     product::write_all(dir.path().join(".b.mprod.1-0.tmp"), &[hk(3)]).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
     let found = product::find_products(dir.path()).unwrap();
-    let names: Vec<_> = found.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_owned()).collect();
-    assert_eq!(names, vec![std::path::PathBuf::from("b.mprod"), "sub/a.mprod".into()]);
+    let names: Vec<_> = found
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::path::PathBuf::from("b.mprod"), "sub/a.mprod".into()]
+    );
 }
 
 #[test]
