@@ -51,7 +51,7 @@ enum Command {
         #[arg(long)]
         tmp_dir: Option<PathBuf>,
         /// Mean sources per HEALPix cell aimed at when choosing each tier's depth.
-        #[arg(long, default_value_t = 16.0)]
+        #[arg(long, default_value_t = 64.0)]
         sources_per_cell: f64,
         /// Proper motion (mas/yr) above which a source goes to the fast tier.
         #[arg(long, default_value_t = 1000.0)]

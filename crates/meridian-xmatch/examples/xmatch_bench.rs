@@ -45,6 +45,22 @@ fn vm_hwm_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) of this process so far: with other work on the
+/// machine, rates per CPU second are steadier than wall-clock rates.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn write_f64s(path: &Path, values: &[f64]) {
     let mut w = BufWriter::new(std::fs::File::create(path).unwrap());
     for v in values {
@@ -145,18 +161,28 @@ fn generate(dir: &Path, n_sources: usize, n_transits: usize) -> String {
 }
 
 fn build(dir: &Path) -> String {
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let report = build_index_from_path(
         &dir.join("catalogue.csv"),
         &dir.join("catalogue.idx"),
-        &BuildOptions::default(),
+        &BuildOptions {
+            // XM_PER_CELL overrides the depth choice, for tuning experiments.
+            sources_per_cell: std::env::var("XM_PER_CELL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64.0),
+            ..Default::default()
+        },
         &|_| {},
     )
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     format!(
-        "{{\"phase\":\"build\",\"sources\":{},\"seconds\":{secs:.3},\"sources_per_s\":{:.0},\"vm_hwm_mib\":{:.1},\"depth\":{},\"fast_sources\":{}}}",
+        "{{\"phase\":\"build\",\"sources\":{},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\"sources_per_cpu_s\":{:.0},\"sources_per_s\":{:.0},\"vm_hwm_mib\":{:.1},\"depth\":{},\"fast_sources\":{}}}",
         report.sources,
+        report.sources as f64 / cpu,
         report.sources as f64 / secs,
         vm_hwm_mib(),
         report.info.tiers[0].depth,
@@ -175,9 +201,11 @@ fn run_match(dir: &Path) -> String {
     let cold = Instant::now();
     let _ = matcher.match_transits(&transits).unwrap();
     let cold_secs = cold.elapsed().as_secs_f64();
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let records = matcher.match_transits(&transits).unwrap();
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let hwm = vm_hwm_mib();
     // Breakdown: the parallel candidate search alone, and new-source linking.
     let positions: Vec<meridian_xmatch::TransitPos> = transits
@@ -212,8 +240,9 @@ fn run_match(dir: &Path) -> String {
         .count();
     let matched = records.iter().filter(|m| m.source_id.is_some()).count();
     format!(
-        "{{\"phase\":\"match\",\"transits\":{},\"read_seconds\":{read_secs:.3},\"cold_seconds\":{cold_secs:.3},\"seconds\":{secs:.3},\"transits_per_s\":{:.0},\"matched\":{matched},\"true_star_recovered\":{:.6},\"threads\":{},\"vm_hwm_mib\":{hwm:.1},\"candidates_seconds\":{cand_secs:.3},\"unmatched\":{},\"link_seconds\":{link_secs:.3}}}",
+        "{{\"phase\":\"match\",\"transits\":{},\"read_seconds\":{read_secs:.3},\"cold_seconds\":{cold_secs:.3},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\"transits_per_cpu_s\":{:.0},\"transits_per_s\":{:.0},\"matched\":{matched},\"true_star_recovered\":{:.6},\"threads\":{},\"vm_hwm_mib\":{hwm:.1},\"candidates_seconds\":{cand_secs:.3},\"unmatched\":{},\"link_seconds\":{link_secs:.3}}}",
         transits.len(),
+        transits.len() as f64 / cpu,
         transits.len() as f64 / secs,
         correct as f64 / with_truth as f64,
         rayon::current_num_threads(),

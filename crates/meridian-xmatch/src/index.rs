@@ -8,7 +8,9 @@
 //! epoch range, so the proper-motion margin of the search (ICD §7 propagation)
 //! stays a few arcseconds for almost every source and only the short tier-1
 //! list is searched with Barnard's-star-sized margins. Each tier has its own
-//! HEALPix depth chosen from its density (about `sources_per_cell` per cell).
+//! HEALPix depth chosen from its density: the shallowest depth whose mean cell
+//! holds at most `sources_per_cell` (default 64, so 16–64 per cell; measured
+//! faster to match than 4–16 or 64–256 on a 10M-source sky).
 //!
 //! # File layout (all integers and floats little-endian)
 //! ```text
@@ -156,7 +158,7 @@ pub struct BuildOptions {
     pub memory_budget: usize,
     /// Proper motion (mas/yr) above which a source goes to the fast-mover tier.
     pub fast_pm_limit: f64,
-    /// Mean number of sources per HEALPix cell aimed at when choosing a depth.
+    /// Largest mean number of sources per HEALPix cell when choosing a depth.
     pub sources_per_cell: f64,
     /// Folder for sort runs (default: the output's folder).
     pub temp_dir: Option<PathBuf>,
@@ -169,7 +171,7 @@ impl Default for BuildOptions {
             skip_bad: false,
             memory_budget: 1 << 30,
             fast_pm_limit: 1000.0,
-            sources_per_cell: 16.0,
+            sources_per_cell: 64.0,
             temp_dir: None,
         }
     }

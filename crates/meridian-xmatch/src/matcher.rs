@@ -203,18 +203,21 @@ impl<'a> Matcher<'a> {
     /// Matches one batch: records for matched transits, the unmatched kept aside
     /// for [`finish_matches`]. Transits without a position are left out.
     pub fn match_batch(&self, transits: &[Transit]) -> BatchOutcome {
-        let positions: Vec<TransitPos> = transits
-            .iter()
+        let mut positions: Vec<TransitPos> = transits
+            .par_iter()
             .filter_map(TransitPos::from_transit)
             .collect();
+        // In transit_id order, the records come out sorted for the final merge.
+        positions.par_sort_unstable_by_key(|t| t.transit_id);
         let candidates = self.candidates(&positions);
-        let mut outcome = BatchOutcome::default();
-        for (t, cands) in positions.iter().zip(candidates) {
-            match cands.split_first() {
-                None => outcome.unmatched.push(*t),
+        let results: Vec<Result<Match, TransitPos>> = positions
+            .par_iter()
+            .zip(candidates)
+            .map(|(t, cands)| match cands.split_first() {
+                None => Err(*t),
                 Some((best, others)) => {
                     let (ra_cat, dec_cat) = best.pos.to_radec_deg();
-                    outcome.matched.push(Match {
+                    Ok(Match {
                         transit_id: t.transit_id,
                         source_id: Some(best.source_id),
                         sep_mas: Some(best.sep_rad * MAS_PER_RAD),
@@ -225,6 +228,13 @@ impl<'a> Matcher<'a> {
                         dec_cat: Some(dec_cat),
                     })
                 }
+            })
+            .collect();
+        let mut outcome = BatchOutcome::default();
+        for r in results {
+            match r {
+                Ok(m) => outcome.matched.push(m),
+                Err(t) => outcome.unmatched.push(t),
             }
         }
         outcome
@@ -378,24 +388,42 @@ pub fn finish_matches(
     radius_rad: f64,
 ) -> Result<Vec<Match>, MatchError> {
     let names = crate::newsource::link_new_sources(unmatched, radius_rad);
-    matched.extend(unmatched.iter().zip(names).map(|(t, name)| Match {
-        transit_id: t.transit_id,
-        source_id: None,
-        sep_mas: None,
-        n_candidates: 0,
-        ambiguous: Vec::new(),
-        new_source: Some(name),
-        ra_cat: None,
-        dec_cat: None,
-    }));
-    matched.par_sort_unstable_by_key(|m| m.transit_id);
-    if let Some(w) = matched
-        .windows(2)
-        .find(|w| w[0].transit_id == w[1].transit_id)
-    {
+    let mut new: Vec<Match> = unmatched
+        .iter()
+        .zip(names)
+        .map(|(t, name)| Match {
+            transit_id: t.transit_id,
+            source_id: None,
+            sep_mas: None,
+            n_candidates: 0,
+            ambiguous: Vec::new(),
+            new_source: Some(name),
+            ra_cat: None,
+            dec_cat: None,
+        })
+        .collect();
+    // One batch's records are already in order; several batches' are not.
+    for v in [&mut matched, &mut new] {
+        if !v.is_sorted_by_key(|m| m.transit_id) {
+            v.par_sort_unstable_by_key(|m| m.transit_id);
+        }
+    }
+    let mut all = Vec::with_capacity(matched.len() + new.len());
+    let (mut a, mut b) = (matched.into_iter().peekable(), new.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.transit_id <= y.transit_id,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_a { a.next() } else { b.next() };
+        all.extend(next);
+    }
+    if let Some(w) = all.windows(2).find(|w| w[0].transit_id == w[1].transit_id) {
         return Err(MatchError::DuplicateTransit(w[0].transit_id));
     }
-    Ok(matched)
+    Ok(all)
 }
 
 #[cfg(test)]
