@@ -7,6 +7,8 @@ use meridian_sim::day::{DayConfig, simulate_day};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod hk_reference;
+
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
@@ -55,4 +57,33 @@ fn sample_day_fixture_is_reproduced_byte_for_byte() {
         total <= 20_000_000,
         "the fixture must stay within 20 MB, it is {total} octets"
     );
+}
+
+/// The fixture's expected health events are exactly what a reference ICD §6
+/// checker finds in its expected housekeeping (what reached the ground).
+#[test]
+fn sample_day_health_truth_matches_a_reference_checker() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sample-day");
+    let db = meridian_telemetry::MissionDb::load(dir.join("mission_db.toml")).unwrap();
+    let hk: Vec<meridian_core::records::Hk> =
+        meridian_core::product::read_all(dir.join("truth/expected/hk.mprod")).unwrap();
+    let mut rows = hk_reference::Rows::new();
+    for h in &hk {
+        let s = rows.entry(h.sid).or_default();
+        match s.last_mut() {
+            Some((t, raw)) if *t == h.obt_ns => raw.push(h.raw),
+            _ => s.push((h.obt_ns, vec![h.raw])),
+        }
+    }
+    let end = hk.iter().map(|h| h.obt_ns).max().unwrap();
+    let text = std::fs::read_to_string(dir.join("truth/health_events.jsonl")).unwrap();
+    let events: Vec<meridian_sim::hk::TruthEvent> = text
+        .lines()
+        .map(|l| meridian_sim::hk::TruthEvent {
+            anomaly: String::new(),
+            ..serde_json::from_str(l).unwrap()
+        })
+        .collect();
+    assert!(events.len() >= 12, "{} events", events.len());
+    hk_reference::assert_same_events(&events, &hk_reference::reference_events(&db, &rows, end));
 }

@@ -258,3 +258,28 @@ fn check_param(s: &Series, end_of_data: u64, out: &mut Vec<TruthEvent>) {
         }
     }
 }
+
+/// Asserts that events read back from JSON equal the reference events; `worst`
+/// numbers may differ by rounding (serde_json's default float parser is not
+/// correctly rounded: it may be off by an ulp).
+#[allow(dead_code)]
+pub fn assert_same_events(from_json: &[TruthEvent], reference: &[TruthEvent]) {
+    assert_eq!(
+        from_json.len(),
+        reference.len(),
+        "{from_json:?}\n{reference:?}"
+    );
+    for (a, b) in from_json.iter().zip(reference) {
+        let close = match (&a.worst, &b.worst) {
+            (Value::Number(x), Value::Number(y)) => (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+            (x, y) => x == y,
+        };
+        assert!(close, "worst differs: {a:?} vs {b:?}");
+        let strip = |e: &TruthEvent| TruthEvent {
+            worst: Value::Number(0.0),
+            anomaly: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(strip(a), strip(b));
+    }
+}
