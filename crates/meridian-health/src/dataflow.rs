@@ -60,7 +60,7 @@ pub fn completeness_events(hours: &[HourCompleteness], cfg: &DataFlowConfig) -> 
         } else {
             Severity::Warning
         };
-        let end = h.hour_start_obt_ns + HOUR_NS;
+        let end = h.hour_start_obt_ns.saturating_add(HOUR_NS);
         match &mut open {
             Some((apid, e)) if *apid == h.apid && e.end_obt_ns == Some(h.hour_start_obt_ns) => {
                 e.end_obt_ns = Some(end);

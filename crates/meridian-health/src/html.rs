@@ -299,7 +299,7 @@ fn span(report: &HealthReport, series: &HkSeries) -> (u64, u64) {
         .chain(report.completeness.iter().flat_map(|c| {
             [
                 c.hour_start_obt_ns,
-                c.hour_start_obt_ns + crate::dataflow::HOUR_NS,
+                c.hour_start_obt_ns.saturating_add(crate::dataflow::HOUR_NS),
             ]
         }));
     let (lo, hi) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
@@ -596,7 +596,9 @@ fn dataflow_section(h: &mut String, r: &HealthReport, axis: &Axis) {
                 .filter(|c| c.apid == apid && c.received + c.missing > 0)
                 .map(|c| {
                     (
-                        axis.x(c.hour_start_obt_ns + crate::dataflow::HOUR_NS / 2),
+                        axis.x(c
+                            .hour_start_obt_ns
+                            .saturating_add(crate::dataflow::HOUR_NS / 2)),
                         c.received as f64 / (c.received + c.missing) as f64,
                     )
                 })
@@ -608,7 +610,7 @@ fn dataflow_section(h: &mut String, r: &HealthReport, axis: &Axis) {
     let end = r
         .completeness
         .iter()
-        .map(|c| c.hour_start_obt_ns + crate::dataflow::HOUR_NS)
+        .map(|c| c.hour_start_obt_ns.saturating_add(crate::dataflow::HOUR_NS))
         .max()
         .unwrap_or(0);
     let shades = shades_for(

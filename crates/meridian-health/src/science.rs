@@ -244,7 +244,7 @@ impl<'c> ScienceAccumulator<'c> {
     pub fn new(cfg: &'c ScienceConfig) -> Self {
         ScienceAccumulator {
             cfg,
-            bin_ns: cfg.bin_s.max(1) * 1_000_000_000,
+            bin_ns: cfg.bin_s.clamp(1, u64::MAX / 1_000_000_000) * 1_000_000_000,
             acc: BTreeMap::new(),
         }
     }
@@ -306,7 +306,7 @@ impl<'c> ScienceAccumulator<'c> {
             .map(|((fov, k), mut a)| ScienceBin {
                 fov,
                 start_obt_ns: k * bin_ns,
-                end_obt_ns: (k + 1) * bin_ns,
+                end_obt_ns: (k + 1).saturating_mul(bin_ns),
                 transits: a.transits,
                 positioned: a.positioned,
                 matched: a.matched,

@@ -101,6 +101,33 @@ fn the_demo_day_reports_exactly_its_anomalies() {
     assert!(metrics.contains("meridian_health_status 2\n"), "{metrics}");
     assert!(metrics.contains("meridian_health_events{check=\"limit\",severity=\"alarm\"} 2\n"));
     assert!(metrics.contains("meridian_data_completeness{apid=\"0x101\"}"));
+    // Text exposition format: HELP and TYPE before each family, then samples.
+    let mut declared = std::collections::BTreeSet::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(kind == "gauge" || kind == "counter", "{line}");
+            declared.insert(name.to_owned());
+        } else if !line.starts_with("# HELP meridian_") {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.starts_with("meridian_") && declared.contains(name),
+                "{line}"
+            );
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{line}"
+            );
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            if let Some(labels) = series.strip_prefix(name) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{line}"
+                );
+            }
+        }
+    }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join(run::REPORT_JSON)).unwrap()).unwrap();
     assert_eq!(json["status"], "CRITICAL");

@@ -152,3 +152,25 @@ fn completeness_below_the_service_level_is_an_event_per_run_of_hours() {
         (1100, Severity::Alarm, Value::Number(0.8))
     );
 }
+
+#[test]
+fn extreme_times_and_values_do_not_panic() {
+    let (obs, mut transits, matches) = science_day(T0, 0.2, 0.1, 1, &[]);
+    transits[0].t_obs_ns = u64::MAX;
+    transits[1].ra = Some(f64::NAN);
+    transits[2].scan_pa_deg = Some(f64::INFINITY);
+    for bin_s in [0, 1, u64::MAX] {
+        let cfg = ScienceConfig {
+            bin_s,
+            ..ScienceConfig::default()
+        };
+        let h = science_health(&obs, &transits, &matches, &cfg);
+        assert!(!h.bins.is_empty());
+    }
+    let mut hours = completeness_day(T0, 1, 0, 1000);
+    hours[0].hour_start_obt_ns = u64::MAX - 5;
+    assert_eq!(
+        completeness_events(&hours, &DataFlowConfig::default()).len(),
+        1
+    );
+}
