@@ -45,7 +45,7 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            segment_len: 8 << 20,
+            segment_len: 4 << 20,
             block_len: 1 << 20,
         }
     }
@@ -71,7 +71,7 @@ fn sink_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> DecodeError {
 
 /// Decodes a delivery's bytes as received (raw or zstd) into `sink`, checking
 /// the byte accounting before returning.
-pub fn decode_delivery<S: DecodeSink>(
+pub fn decode_delivery<S: DecodeSink + Send>(
     bytes: &[u8],
     db: &MissionDb,
     delivery: &str,
@@ -87,7 +87,7 @@ pub fn decode_delivery<S: DecodeSink>(
 }
 
 /// Decodes uncompressed delivery bytes, in parallel parts when they are large.
-pub fn decode_raw<S: DecodeSink>(
+pub fn decode_raw<S: DecodeSink + Send>(
     data: &[u8],
     db: &MissionDb,
     delivery: &str,
@@ -109,25 +109,62 @@ pub fn decode_raw<S: DecodeSink>(
         return Ok(stats);
     }
     let cuts = cut_points(data, options.segment_len.max(1));
-    let batch = 2 * threads;
-    let mut state = Scanner::new(0);
-    for parts in cuts.windows(2).collect::<Vec<_>>().chunks(batch) {
-        let results: Vec<Part> = parts
-            .par_iter()
-            .map(|w| decode_part(data, db, delivery, Scanner::new(w[0] as u64), w[1]))
-            .collect();
-        for (w, mut part) in parts.iter().zip(results) {
-            if state.position() != w[0] as u64 {
+    let windows: Vec<&[usize]> = cuts.windows(2).collect();
+    let mut joiner = Joiner {
+        data,
+        db,
+        delivery,
+        state: Scanner::new(0),
+        stats,
+    };
+    // While the parts of one batch decode on every core, the previous batch is
+    // joined and handed to the sink on this thread.
+    let mut pending: Vec<(&[usize], Part)> = Vec::new();
+    for batch in windows.chunks(threads) {
+        let (joined, decoded) = rayon::join(
+            || joiner.join(std::mem::take(&mut pending), sink),
+            || {
+                batch
+                    .par_iter()
+                    .map(|w| decode_part(data, db, delivery, Scanner::new(w[0] as u64), w[1]))
+                    .collect::<Vec<Part>>()
+            },
+        );
+        joined?;
+        pending = batch.iter().copied().zip(decoded).collect();
+    }
+    joiner.join(pending, sink)?;
+    Ok(joiner.stats)
+}
+
+/// Joins decoded parts in stream order.
+struct Joiner<'a> {
+    data: &'a [u8],
+    db: &'a MissionDb,
+    delivery: &'a str,
+    /// Where the parts joined so far really end.
+    state: Scanner,
+    stats: DecodeStats,
+}
+
+impl Joiner<'_> {
+    fn join<S: DecodeSink>(
+        &mut self,
+        parts: Vec<(&[usize], Part)>,
+        sink: &mut S,
+    ) -> Result<(), DecodeError> {
+        for (w, mut part) in parts {
+            if self.state.position() != w[0] as u64 {
                 // The previous part read across this cut (the sync point lay inside
                 // a packet it decoded): redo this part from where it really stands.
-                part = decode_part(data, db, delivery, state, w[1]);
+                part = decode_part(self.data, self.db, self.delivery, self.state, w[1]);
             }
-            state = part.end;
-            stats.merge(&part.stats);
+            self.state = part.end;
+            self.stats.merge(&part.stats);
             part.records.drain_into(sink).map_err(sink_err)?;
         }
+        Ok(())
     }
-    Ok(stats)
 }
 
 /// One part of a raw delivery, decoded.

@@ -258,3 +258,36 @@ fn long_garbage_runs_across_zstd_blocks_decode_like_raw() {
     assert_eq!(out.quarantine.len(), 2);
     assert_eq!(stats.garbage_bytes, 1_300_000);
 }
+
+#[test]
+fn a_cut_at_a_packet_nested_inside_another_is_redone_from_the_real_boundary() {
+    use meridian_telemetry::SecondaryHeader;
+    use meridian_telemetry::packet::encode_packet;
+    let ps = packets(21, 60);
+    let mut bytes = concat(&ps[..30]);
+    let outer_start = bytes.len();
+    // An unknown packet whose application data is itself a whole valid packet.
+    let inner = ps.iter().find(|p| p.apid == 0x101).unwrap().bytes.clone();
+    let sec = SecondaryHeader::new(9, 9, 0, 1_000_000_000);
+    encode_packet(&mut bytes, 0x300, 0, &sec, &inner).unwrap();
+    bytes.extend(concat(&ps[30..]));
+    let split = DecodeOptions {
+        segment_len: outer_start + 1,
+        block_len: 4096,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (par, seq) = pool.install(|| (decode_all(&bytes, split), decode_all(&bytes, sequential())));
+    assert_eq!(par, seq);
+    // The nested packet is part of the outer one, not decoded on its own.
+    assert_eq!(
+        seq.0.unknown_packets.len(),
+        1 + ps.iter().filter(|p| p.unknown).count()
+    );
+    assert_eq!(
+        seq.0.unknown_packets[ps[..30].iter().filter(|p| p.unknown).count()].offset,
+        outer_start as u64
+    );
+}
