@@ -217,9 +217,9 @@ fn run_match(dir: &Path) -> String {
     let cand_secs = t.elapsed().as_secs_f64();
     let unmatched: Vec<meridian_xmatch::TransitPos> = positions
         .iter()
-        .zip(&cands)
-        .filter(|(_, c)| c.is_empty())
-        .map(|(p, _)| *p)
+        .enumerate()
+        .filter(|(i, _)| cands.get(*i).is_empty())
+        .map(|(_, p)| *p)
         .collect();
     let t = Instant::now();
     let _ = meridian_xmatch::newsource::link_new_sources(&unmatched, matcher.radius_rad());

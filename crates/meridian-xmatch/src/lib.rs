@@ -43,5 +43,7 @@ pub use catalogue::{CatalogueReader, CatalogueSource, CsvError};
 pub use index::{
     BuildOptions, BuildReport, Index, IndexError, IndexInfo, build_index, build_index_from_path,
 };
-pub use matcher::{BatchOutcome, Candidate, MatchError, Matcher, TransitPos, finish_matches};
+pub use matcher::{
+    BatchOutcome, Candidate, CandidateLists, MatchError, Matcher, TransitPos, finish_matches,
+};
 pub use run::{PartialRun, Region, RunError, RunOptions, XmatchSummary};

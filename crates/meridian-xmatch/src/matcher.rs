@@ -75,6 +75,36 @@ pub struct Candidate {
     pub pos: Vec3,
 }
 
+/// Candidate lists of many transits in one allocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CandidateLists {
+    /// (start, length) in `items` of each transit's list.
+    spans: Vec<(u32, u32)>,
+    items: Vec<Candidate>,
+}
+
+impl CandidateLists {
+    /// Candidates of the `i`-th transit, nearest first.
+    pub fn get(&self, i: usize) -> &[Candidate] {
+        let (start, len) = self.spans[i];
+        &self.items[start as usize..(start + len) as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// Candidates of one group: (transit index, start, length) into `items`.
+struct GroupCandidates {
+    spans: Vec<(u32, u32, u32)>,
+    items: Vec<Candidate>,
+}
+
 /// The matched part of a batch, and the unmatched transits still to be linked
 /// into new-source groups (which needs every unmatched transit of the run).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -212,7 +242,8 @@ impl<'a> Matcher<'a> {
         let candidates = self.candidates(&positions);
         let results: Vec<Result<Match, TransitPos>> = positions
             .par_iter()
-            .zip(candidates)
+            .enumerate()
+            .map(|(i, t)| (t, candidates.get(i)))
             .map(|(t, cands)| match cands.split_first() {
                 None => Err(*t),
                 Some((best, others)) => {
@@ -242,7 +273,7 @@ impl<'a> Matcher<'a> {
 
     /// Candidates of every transit, in input order, each list nearest first with
     /// ties to the smaller `source_id` (ICD §8).
-    pub fn candidates(&self, transits: &[TransitPos]) -> Vec<Vec<Candidate>> {
+    pub fn candidates(&self, transits: &[TransitPos]) -> CandidateLists {
         let group_depth = self.group_depth(transits.len());
         let cells: Vec<u64> = transits
             .par_iter()
@@ -256,16 +287,24 @@ impl<'a> Matcher<'a> {
         let groups: Vec<&[u32]> = order
             .chunk_by(|a, b| cells[*a as usize] == cells[*b as usize])
             .collect();
-        let per_group: Vec<Vec<(u32, Vec<Candidate>)>> = groups
+        let per_group: Vec<GroupCandidates> = groups
             .par_iter()
             .with_min_len(16)
             .map(|g| self.match_group(g, transits))
             .collect();
-        let mut out = vec![Vec::new(); transits.len()];
-        for (i, c) in per_group.into_iter().flatten() {
-            out[i as usize] = c;
+        // One flat list; each transit's slice found through `spans`.
+        let mut lists = CandidateLists {
+            spans: vec![(0, 0); transits.len()],
+            items: Vec::with_capacity(per_group.iter().map(|g| g.items.len()).sum()),
+        };
+        for g in per_group {
+            let base = lists.items.len() as u32;
+            for (i, start, len) in g.spans {
+                lists.spans[i as usize] = (base + start, len);
+            }
+            lists.items.extend(g.items);
         }
-        out
+        lists
     }
 
     /// Depth of the cells transits are grouped by: coarse enough that a group
@@ -282,7 +321,7 @@ impl<'a> Matcher<'a> {
             .unwrap_or(coarsest)
     }
 
-    fn match_group(&self, members: &[u32], transits: &[TransitPos]) -> Vec<(u32, Vec<Candidate>)> {
+    fn match_group(&self, members: &[u32], transits: &[TransitPos]) -> GroupCandidates {
         // The group's cone is the smallest sphere around its transits' mean that
         // holds them all (exact and tight; a lone transit gives radius 0).
         let mut sum = Vec3::default();
@@ -307,14 +346,22 @@ impl<'a> Matcher<'a> {
                 (tier, reach_of(&tier, lon, lat, cone))
             })
             .collect();
-        members
-            .iter()
-            .map(|&i| (i, self.match_one(&transits[i as usize], &reach)))
-            .collect()
+        let mut out = GroupCandidates {
+            spans: Vec::with_capacity(members.len()),
+            items: Vec::new(),
+        };
+        for &i in members {
+            let start = out.items.len();
+            self.match_one(&transits[i as usize], &reach, &mut out.items);
+            sort_candidates(&mut out.items[start..]);
+            let len = out.items.len() - start;
+            out.spans.push((i, start as u32, len as u32));
+        }
+        out
     }
 
-    fn match_one(&self, t: &TransitPos, reach: &[(Tier, TierReach)]) -> Vec<Candidate> {
-        let mut found = Vec::new();
+    /// Appends the candidates of `t` to `found`, unsorted.
+    fn match_one(&self, t: &TransitPos, reach: &[(Tier, TierReach)], found: &mut Vec<Candidate>) {
         for (tier, r) in reach {
             let search = widen(self.radius + pm_margin(tier, t.epoch));
             let src_lim = chord2(search);
@@ -343,8 +390,6 @@ impl<'a> Matcher<'a> {
                 }
             }
         }
-        sort_candidates(&mut found);
-        found
     }
 }
 
