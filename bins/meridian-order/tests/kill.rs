@@ -103,21 +103,27 @@ fn killed_runs_rerun_to_the_same_folder() {
         let mut rng = SplitMix::new(seed * 7919);
         let mut interrupted = 0;
         let victim = tempdir();
-        for (input, attempts) in [(half.path(), 2), (all.path(), 3)] {
-            for _ in 0..attempts {
-                let delay = Duration::from_micros(rng.below(full.as_micros() as u64 + 1));
+        // Kill each run at random points until it has been interrupted `wanted`
+        // times; a kill that comes too late halves the next delay's range.
+        for (input, wanted) in [(half.path(), 2), (all.path(), 3)] {
+            let mut range = full.as_micros() as u64 + 1;
+            let mut hit = 0;
+            while hit < wanted {
+                let delay = Duration::from_micros(rng.below(range));
                 let mut child = command(input, victim.path()).spawn().unwrap();
                 std::thread::sleep(delay);
                 if child.try_wait().unwrap().is_none() {
-                    interrupted += 1;
+                    hit += 1;
+                } else {
+                    range = range / 2 + 1;
                 }
                 let _ = child.kill();
                 child.wait().unwrap();
             }
+            interrupted += hit;
             run_to_end(input, victim.path());
         }
-        eprintln!("seed {seed}: full run {full:?}, {interrupted} of 5 kills hit a running child");
-        assert!(interrupted > 0, "seed {seed}: no kill interrupted a run");
+        eprintln!("seed {seed}: full run {full:?}, {interrupted} runs killed");
         let got = tree(victim.path());
         assert_eq!(
             got.keys().collect::<Vec<_>>(),

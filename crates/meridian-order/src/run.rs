@@ -509,11 +509,17 @@ fn consume(
             }
             Batch::Opened(id, bytes) => {
                 ctx.summary.input_bytes += bytes;
-                let others = a.sorter.mem_bytes() + h.sorter.mem_bytes();
+                // Before feeding one stream, the other two give their memory
+                // back if the budget is spent, so the stream being fed is not
+                // forced into tiny spills by buffers it cannot spill.
+                let others =
+                    spill_if_over(ctx, &mut a.sorter, &mut h.sorter, w.sorter.mem_bytes())?;
                 ingest(ctx, w, id, Received::new(rx), others)?;
-                let others = w.sorter.mem_bytes() + h.sorter.mem_bytes();
+                let others =
+                    spill_if_over(ctx, &mut w.sorter, &mut h.sorter, a.sorter.mem_bytes())?;
                 ingest(ctx, a, id, Received::new(rx), others)?;
-                let others = w.sorter.mem_bytes() + a.sorter.mem_bytes();
+                let others =
+                    spill_if_over(ctx, &mut w.sorter, &mut a.sorter, h.sorter.mem_bytes())?;
                 ingest(ctx, h, id, Received::new(rx), others)?;
                 ctx.state.consumed.insert(id);
                 ctx.summary.deliveries_consumed += 1;
@@ -596,19 +602,36 @@ fn ingest<R: StreamRecord>(
     Ok(())
 }
 
+/// The part of the budget buffered records may use. The packet index is charged
+/// first, but records always keep at least a quarter of the budget: spilling a
+/// handful of records at a time would only multiply files.
+fn records_budget(ctx: &Ctx) -> usize {
+    ctx.budget
+        .saturating_sub(ctx.state.mem_size())
+        .max(ctx.budget / 4)
+}
+
+/// Spills two sorters if, with `own` bytes of the third, records exceed their
+/// budget; returns what the two still hold.
+fn spill_if_over<A: StreamRecord, B: StreamRecord>(
+    ctx: &Ctx,
+    a: &mut ExternalSorter<A>,
+    b: &mut ExternalSorter<B>,
+    own: usize,
+) -> Result<usize, OrderError> {
+    if own + a.mem_bytes() + b.mem_bytes() > records_budget(ctx) {
+        a.spill()?;
+        b.spill()?;
+    }
+    Ok(a.mem_bytes() + b.mem_bytes())
+}
+
 fn enforce_budget<R: StreamRecord>(
     ctx: &Ctx,
     work: &mut StreamWork<R>,
     others_bytes: usize,
 ) -> Result<(), OrderError> {
-    // The packet index is charged first, but records always keep at least a
-    // quarter of the budget: spilling a handful of records at a time would only
-    // multiply files.
-    let for_records = ctx
-        .budget
-        .saturating_sub(ctx.state.mem_size())
-        .max(ctx.budget / 4);
-    if work.sorter.mem_bytes() + others_bytes > for_records {
+    if work.sorter.mem_bytes() + others_bytes > records_budget(ctx) {
         work.sorter.spill()?;
     }
     Ok(())

@@ -47,7 +47,8 @@ impl<R: StreamRecord> ExternalSorter<R> {
 
     /// Bytes held in memory.
     pub fn mem_bytes(&self) -> usize {
-        self.buf_bytes + self.buf.capacity() * std::mem::size_of::<R>()
+        // Each record's size counts its slot; unused capacity counts too.
+        self.buf_bytes + (self.buf.capacity() - self.buf.len()) * std::mem::size_of::<R>()
     }
 
     /// Sorted runs written to disk so far (merge passes included).
