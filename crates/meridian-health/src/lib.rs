@@ -3,12 +3,27 @@
 //!
 //! * [`hk`]: the housekeeping checker ([`HkChecker::new`] with an optional
 //!   persisted [`CheckerState`], [`HkChecker::feed`] in time order,
-//!   [`HkChecker::finish`] → events and the state for the next run).
-//! * [`science`]: [`science_health`] per field of view per time bin.
+//!   [`HkChecker::finish`] → [`HkOutcome::events`] and the state for the next run).
+//!   Its module docs list every decision where ICD §6 is silent (NaN, parameters
+//!   that never report, contexts setting one kind of limits, run boundaries).
+//! * [`science`]: [`science_health`] per field of view per time bin (match rate,
+//!   along/across-scan residuals, along-scan outliers, flagged windows).
 //! * [`dataflow`]: [`completeness_events`] per APID per hour.
-//! * [`report`], [`html`]: the JSON report, Prometheus metrics and HTML report.
-//! * [`run`]: a whole `meridian-health` run over input folders.
-//! * [`synth`]: realistic synthetic inputs for tests, benchmarks and demos.
+//! * [`report`]: status with monitoring-plugin exit codes, `report.json`, and the
+//!   Prometheus metrics (documented there); [`html`]: the self-contained report.
+//! * [`run`]: a whole `meridian-health` run over input folders, with the files it
+//!   writes and how runs chain.
+//! * [`synth`]: realistic synthetic inputs with known anomalies for tests,
+//!   benchmarks and `cargo run -p meridian-health --example demo_report -- DIR`.
+//!
+//! All events share the ICD §9 `health_event` record. Check names: `limit`,
+//! `state`, `delta`, `stale`, `frozen` (param = the housekeeping parameter);
+//! `match_rate`, `residual_al`, `residual_ac`, `residual_al_outliers`,
+//! `flagged_windows` (param `fov0`/`fov1`); `completeness` (param `apid_0x101`…).
+//!
+//! Not provided: packet latency (generation to arrival in a delivery). No input
+//! carries an arrival time: ICD §2 gives delivery names and order no meaning and
+//! the decoder's reports hold none, so there is nothing to measure it against.
 
 pub mod dataflow;
 pub mod exact;

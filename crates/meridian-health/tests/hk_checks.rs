@@ -483,3 +483,41 @@ proptest! {
         prop_assert_eq!(format!("{merged:?}"), format!("{whole:?}"));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Any records at all (unsorted times, any floats, unknown names, states on
+    /// numeric parameters): no panic, and every event is well formed.
+    #[test]
+    fn arbitrary_records_never_panic(
+        recs in prop::collection::vec(
+            (any::<u64>(), 0usize..7, any::<f64>(), any::<bool>(), any::<u64>()),
+            0..120,
+        ),
+    ) {
+        let db = db();
+        let names = ["FPA_TEMP_1", "HTR_MODE", "BUS_V", "GYRO", "SPARE", "NOPE", ""];
+        let records: Vec<Hk> = recs
+            .iter()
+            .map(|&(t, n, raw, state, packet)| Hk {
+                obt_ns: t,
+                sid: 1,
+                param: names[n].into(),
+                raw,
+                eng: if state { Value::State("ECO".into()) } else { Value::Number(raw) },
+                seq: 0,
+                packet_obt_ns: packet,
+                packet_hash: 0,
+            })
+            .collect();
+        let mut c = HkChecker::new(&db, None);
+        c.feed(&records);
+        let out = c.finish();
+        for e in out.events() {
+            prop_assert!(e.end_obt_ns.is_none_or(|end| end >= e.start_obt_ns), "{e:?}");
+        }
+        let json = serde_json::to_string(&out.state).unwrap();
+        let back: CheckerState = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(format!("{back:?}"), format!("{:?}", out.state));
+    }
+}
