@@ -185,3 +185,20 @@ fn folder_without_transits_is_a_clear_error() {
     let err = run::transit_products(dir.path()).unwrap_err();
     assert!(err.to_string().contains("no `transit` product"), "{err}");
 }
+
+#[test]
+fn merge_refuses_mixed_radii_and_overlapping_parts() {
+    let f = fixture();
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    let one = run::match_files(&f.index, &files, &RunOptions::default(), &|_| {}).unwrap();
+    let wide = RunOptions {
+        radius_arcsec: 2.0,
+        ..Default::default()
+    };
+    let two = run::match_files(&f.index, &files, &wide, &|_| {}).unwrap();
+    let err = run::finish_run(vec![one.clone(), two]).unwrap_err();
+    assert!(err.to_string().contains("radius"), "{err}");
+    // The same sky twice: every transit appears in both parts.
+    let err = run::finish_run(vec![one.clone(), one]).unwrap_err();
+    assert!(err.to_string().contains("more than once"), "{err}");
+}
