@@ -51,6 +51,7 @@
 //! itself (13 erfc, 12 Poisson and 12 normal draws per window) and the
 //! crossing solves (~2 attitude evaluations per window).
 
+pub mod noise;
 pub mod packets;
 pub mod scan;
 pub mod sky;

@@ -3,6 +3,7 @@
 //! falls on, and the noisy samples of its window.
 
 use super::WindowTruth;
+use super::noise;
 use super::scan::{Frame, Instant, SPIN_RATE_RAD_S, ScanLaw, wrap_pi};
 use super::sky::Star;
 use meridian_core::Vec3;
@@ -171,15 +172,15 @@ pub fn simulate_transit(
         }
         let centroid = t_cross.ns_after(obt_ns) / t;
         // Φ at each sample boundary once: λ_i = B + F (Φ_{i+1} − Φ_i), the
-        // formula of `instrument::expected_charge` with half the erfc calls.
-        for (j, c) in cdf.iter_mut().enumerate().take(k as usize + 1) {
-            *c = fast_normal_cdf((j as f64 - centroid) / instrument::LSF_SIGMA);
-        }
-        let samples = (0..k as usize)
-            .map(|i| {
-                let lambda = background + flux * (cdf[i + 1] - cdf[i]);
+        // formula of `instrument::expected_charge` from a table (see `noise`).
+        let cdf = &mut cdf[..k as usize + 1];
+        noise::lsf_edges(centroid, cdf);
+        let samples = cdf
+            .windows(2)
+            .map(|edge| {
+                let lambda = background + flux * (edge[1] - edge[0]);
                 let photons = Poisson::new(lambda).map(|p| p.sample(rng)).unwrap_or(0.0);
-                instrument::adu_from_charge(photons + read_noise.sample(rng))
+                noise::adu_from_charge(photons + read_noise.sample(rng))
             })
             .collect();
         let (ra_deg, dec_deg) = u.to_radec_deg();
