@@ -696,8 +696,19 @@ impl Downlink {
             match kind {
                 FaultKind::Garbage(_) => self.rng.fill(&mut buf[at..at + len]),
                 FaultKind::Corrupted(i) => {
-                    // Undo the flips, then flip others.
-                    for &b in &d.corrupted[i].flipped_bits {
+                    let flips = &mut d.corrupted[i].flipped_bits;
+                    // A sync inside the copy that the flips did not make (its
+                    // bytes are the packet's own) is broken by flipping the
+                    // last bit of its first octet: the CRC there then fails.
+                    let bit = ((o - at) * 8 + 7) as u64;
+                    if o > at && !flips.contains(&bit) {
+                        buf[o] ^= 1;
+                        flips.push(bit);
+                        flips.sort_unstable();
+                        continue;
+                    }
+                    // Otherwise undo the flips and flip others.
+                    for &b in flips.iter() {
                         buf[at + (b / 8) as usize] ^= 0x80 >> (b % 8);
                     }
                     d.corrupted[i].flipped_bits = self.flip_bits(&mut buf[at..at + len]);

@@ -199,8 +199,23 @@ fn refuses_a_folder_that_is_not_a_day() {
 
 #[test]
 fn truth_is_consistent_with_the_deliveries() {
+    check_consistency(&small_day(9));
+}
+
+#[test]
+fn truth_is_consistent_for_many_faults_over_seeds() {
+    for seed in [31, 32] {
+        let mut cfg = small_day(seed);
+        cfg.downlink.corrupt_rate = 0.05;
+        cfg.downlink.garbage_rate = 0.05;
+        cfg.downlink.max_garbage_len = 2000;
+        check_consistency(&cfg);
+    }
+}
+
+fn check_consistency(cfg: &DayConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let stats: DayStats = simulate_day(&small_day(9), dir.path()).unwrap();
+    let stats: DayStats = simulate_day(cfg, dir.path()).unwrap();
     let truth = dir.path().join("truth");
     let deliveries: Vec<DeliveryTruth> = jsonl(&truth.join("deliveries.jsonl"));
     assert_eq!(deliveries.len() as u64, stats.deliveries);
