@@ -374,9 +374,10 @@ impl<'a> Matcher<'a> {
                 if dist2(cell.centre, t.pos) > reach * reach {
                     continue;
                 }
-                for i in cell.range.clone() {
-                    if dist2(positions[i], t.pos) <= src_lim {
-                        let s = tier.source(i);
+                let start = cell.range.start;
+                for (k, p) in positions[cell.range.clone()].iter().enumerate() {
+                    if dist2(*p, t.pos) <= src_lim {
+                        let s = tier.source(start + k);
                         let u = propagate(s.pos, s.pmra, s.pmdec, t.epoch - s.ref_epoch);
                         let sep = t.pos.angle_to(u);
                         if sep <= self.radius {
