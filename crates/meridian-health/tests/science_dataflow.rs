@@ -114,7 +114,7 @@ fn thresholds_bin_length_and_minimum_counts_are_configurable() {
     }
     // With too few matched transits a bin is not judged on match rate.
     let strict = ScienceConfig {
-        min_matched: 10_000,
+        min_positioned: 10_000,
         ..cfg
     };
     let h = science_health(&obs, &transits, &matches, &strict);
@@ -172,5 +172,43 @@ fn extreme_times_and_values_do_not_panic() {
     assert_eq!(
         completeness_events(&hours, &DataFlowConfig::default()).len(),
         1
+    );
+}
+
+/// A sky as sparse as the sample day's (about 16 transits per field of view per
+/// bin): the disturbance still shows in its bin, and nothing else is reported.
+#[test]
+fn a_disturbance_shows_on_a_sparse_sky() {
+    let mut detected = 0;
+    for seed in 0..20u64 {
+        // Hits anywhere but the last 30 s of a bin, with either sign.
+        let offset_s = 600 * (2 + seed % 5) + (seed * 97) % 570;
+        let hit = Disturbance {
+            obt_ns: T0 + offset_s * S,
+            rate_mas_s: if seed % 2 == 0 { 3.0 } else { -3.0 },
+            settle_s: 60.0,
+        };
+        let (obs, transits, matches) = science_day(T0, 1.75, 0.027, 100 + seed, &[hit]);
+        let h = science_health(&obs, &transits, &matches, &ScienceConfig::default());
+        let bin_start = T0 + offset_s / 600 * 600 * S;
+        let after_bin = bin_start + 1200 * S;
+        for e in &h.events {
+            // Every event belongs to the disturbance: its bin or the next.
+            assert!(
+                e.start_obt_ns >= bin_start && e.end_obt_ns.unwrap() <= after_bin,
+                "seed {seed}: {e:?}"
+            );
+            assert!(
+                ["residual_al_outliers", "residual_al"].contains(&e.check.as_str()),
+                "{e:?}"
+            );
+        }
+        detected += h.events.iter().any(|e| e.start_obt_ns == bin_start) as u32;
+    }
+    assert_eq!(
+        detected,
+        20,
+        "disturbance missed in {} of 20 days",
+        20 - detected
     );
 }
