@@ -45,7 +45,7 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            segment_len: 4 << 20,
+            segment_len: 1 << 20,
             block_len: 1 << 20,
         }
     }
