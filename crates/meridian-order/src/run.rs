@@ -7,7 +7,7 @@ use crate::manifest::{ChunkEntry, ChunkStatus, MANIFEST_FILE, MANIFEST_FORMAT, M
 use crate::record::{StreamRecord, primitive_root};
 use crate::sort::ExternalSorter;
 use crate::state::{self, DeliveryId, PacketKey, State, Variant, delivery_name};
-use meridian_core::product::{ProductWriter, write_file_atomic};
+use meridian_core::product::write_file_atomic;
 use meridian_core::records::{Attitude, Gap, Hk, Window};
 use meridian_core::time::NS_PER_S;
 use meridian_core::{ProductError, ProductReader};
@@ -745,71 +745,109 @@ fn write_stream<R: StreamRecord>(
     let mut incoming = work.sorter.finish()?;
     let mut diverted: Vec<R> = Vec::new();
     let mut written = Vec::new();
-    for &chunk in &work.touched {
-        let start = chunk * ctx.chunk_ns;
-        let old = prev.get(&(stream, start));
-        let version = old.map_or(1, |c| c.version + 1);
-        let rel = chunk_rel_path(stream, start, version);
-        let mut writer = ProductWriter::<R>::create(ctx.out.join(&rel))?;
-        let mut existing = match old {
-            Some(c) => Some(ProductReader::<R>::open(ctx.out.join(&c.path))?),
-            None => None,
-        };
-        let mut old_head = next_of(&mut existing)?;
-        let (mut added, mut removed, mut merged) = (0u64, 0u64, 0u64);
-        loop {
-            let from_new = incoming
-                .peek()
-                .filter(|r| r.obt_ns() / ctx.chunk_ns == chunk);
-            let take_new = match (from_new, &old_head) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(n), Some(o)) => n.cmp_total(o).is_lt(),
-            };
-            let r = if take_new {
-                added += 1;
-                incoming.next().expect("peeked")?
-            } else {
-                let r = old_head.take().expect("present");
-                old_head = next_of(&mut existing)?;
-                r
-            };
-            if ctx.conflicted.contains(&packet_key(&r)) {
-                removed += 1;
-                diverted.push(r);
-            } else {
-                merged += u64::from(take_new);
-                writer.push(&r)?;
+    // Chunks are merged here in order and written (encoded, compressed, fsynced)
+    // by a few writer threads, so the disk's sync latency overlaps.
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, PathBuf, Vec<R>)>(WRITERS);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..WRITERS {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = job_rx
+                        .lock()
+                        .map_err(|_| ())
+                        .and_then(|rx| rx.recv().map_err(|_| ()));
+                    let Ok((i, path, records)) = job else { break };
+                    if done_tx.send((i, write_chunk(&path, &records))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let merged = (|| {
+            for &chunk in &work.touched {
+                let start = chunk * ctx.chunk_ns;
+                let old = prev.get(&(stream, start));
+                let version = old.map_or(1, |c| c.version + 1);
+                let mut existing = match old {
+                    Some(c) => Some(ProductReader::<R>::open(ctx.out.join(&c.path))?),
+                    None => None,
+                };
+                let mut old_head = next_of(&mut existing)?;
+                let (mut added, mut removed, mut merged) = (0u64, 0u64, 0u64);
+                let mut kept = Vec::new();
+                loop {
+                    let from_new = incoming
+                        .peek()
+                        .filter(|r| r.obt_ns() / ctx.chunk_ns == chunk);
+                    let take_new = match (from_new, &old_head) {
+                        (None, None) => break,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                        (Some(n), Some(o)) => n.cmp_total(o).is_lt(),
+                    };
+                    let r = if take_new {
+                        added += 1;
+                        incoming.next().expect("peeked")?
+                    } else {
+                        let r = old_head.take().expect("present");
+                        old_head = next_of(&mut existing)?;
+                        r
+                    };
+                    if ctx.conflicted.contains(&packet_key(&r)) {
+                        removed += 1;
+                        diverted.push(r);
+                    } else {
+                        merged += u64::from(take_new);
+                        kept.push(r);
+                    }
+                }
+                progress.advance(1);
+                if added == 0 && removed == 0 {
+                    continue;
+                }
+                // A chunk exists once any accepted record fell in it, even if every
+                // such record later turned out to belong to a conflict: that keeps
+                // the set of chunks independent of the order variants arrived in.
+                ctx.summary.records_merged += merged;
+                ctx.summary.chunks_written += 1;
+                let rel = chunk_rel_path(stream, start, version);
+                let job = (written.len(), ctx.out.join(&rel), kept);
+                written.push(Written {
+                    entry: ChunkEntry {
+                        stream,
+                        start_obt_ns: start,
+                        end_obt_ns: start.saturating_add(ctx.chunk_ns),
+                        version,
+                        path: rel,
+                        records: 0,
+                        checksum: String::new(),
+                        status: ChunkStatus::Provisional,
+                        run: ctx.run,
+                        status_run: ctx.run,
+                    },
+                });
+                if job_tx.send(job).is_err() {
+                    return Err(internal("chunk writers stopped"));
+                }
             }
-        }
-        progress.advance(1);
-        if added == 0 && removed == 0 {
-            // Nothing changed: dropping the writer removes its temporary file.
-            continue;
-        }
-        // A chunk exists once any accepted record fell in it, even if every such
-        // record later turned out to belong to a conflict: that keeps the set of
-        // chunks independent of the order in which the variants arrived.
-        let records = writer.count();
-        ctx.summary.records_merged += merged;
-        let product = writer.finish()?;
-        let bytes = std::fs::read(&product.path).map_err(|e| OrderError::io(&product.path, e))?;
-        ctx.summary.chunks_written += 1;
-        written.push(Written {
-            entry: ChunkEntry {
-                stream,
-                start_obt_ns: start,
-                end_obt_ns: start.saturating_add(ctx.chunk_ns),
-                version,
-                path: rel,
-                records,
-                checksum: format!("{:016x}", xxh3_64(&bytes)),
-                status: ChunkStatus::Provisional,
-                run: ctx.run,
-                status_run: ctx.run,
-            },
-        });
+            Ok(())
+        })();
+        drop(job_tx);
+        merged
+    })?;
+    let mut results: Vec<_> = done_rx.into_iter().collect();
+    results.sort_by_key(|(i, _)| *i);
+    if results.len() != written.len() {
+        return Err(internal("a chunk writer stopped"));
+    }
+    for (i, result) in results {
+        let (records, checksum) = result?;
+        written[i].entry.records = records;
+        written[i].entry.checksum = checksum;
     }
     if let Some(r) = incoming.next() {
         let r = r?;
@@ -823,6 +861,19 @@ fn write_stream<R: StreamRecord>(
     merge_aside(&ctx.out.join("conflicts"), diverted)?;
     merge_aside(&ctx.out.join("late"), work.late)?;
     Ok(written)
+}
+
+/// Chunk writer threads (their work is mostly waiting for the disk).
+const WRITERS: usize = 4;
+
+/// Writes one chunk file atomically; returns its record count and checksum.
+fn write_chunk<R: StreamRecord>(path: &Path, records: &[R]) -> Result<(u64, String), OrderError> {
+    let product = meridian_core::product::write_all(path, records)?;
+    let bytes = std::fs::read(path).map_err(|e| OrderError::io(path, e))?;
+    Ok((
+        product.header.record_count,
+        format!("{:016x}", xxh3_64(&bytes)),
+    ))
 }
 
 fn next_of<R: StreamRecord>(
