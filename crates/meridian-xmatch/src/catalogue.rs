@@ -192,16 +192,17 @@ impl<R: BufRead> CatalogueReader<R> {
         }
     }
 
-    /// Reads up to `max` non-blank lines into `out` (cleared first) as
-    /// (line number, text), for [`Self::parse_line`]. Empty at end of input.
-    pub fn read_block(&mut self, max: usize, out: &mut Vec<(u64, String)>) -> Result<(), CsvError> {
-        out.clear();
-        while out.len() < max {
-            self.line.clear();
+    /// Reads up to `max` non-blank lines into `out` (cleared first), for
+    /// [`RowParser::parse_line`]. Empty at end of input.
+    pub fn read_block(&mut self, max: usize, out: &mut LineBlock) -> Result<(), CsvError> {
+        out.text.clear();
+        out.lines.clear();
+        while out.lines.len() < max {
+            let start = out.text.len();
             self.line_no += 1;
             let n = self
                 .input
-                .read_line(&mut self.line)
+                .read_line(&mut out.text)
                 .map_err(|e| CsvError::Io {
                     line: self.line_no,
                     message: e.to_string(),
@@ -209,8 +210,10 @@ impl<R: BufRead> CatalogueReader<R> {
             if n == 0 {
                 break;
             }
-            if !self.line.trim().is_empty() {
-                out.push((self.line_no, std::mem::take(&mut self.line)));
+            if out.text[start..].trim().is_empty() {
+                out.text.truncate(start);
+            } else {
+                out.lines.push((self.line_no, start, out.text.len()));
             }
         }
         Ok(())
@@ -221,6 +224,29 @@ fn number(text: &str, name: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!("{name} {text:?} is not a finite number")),
+    }
+}
+
+/// Lines of a catalogue read in one go: one buffer, no allocation per line.
+#[derive(Debug, Default)]
+pub struct LineBlock {
+    text: String,
+    lines: Vec<(u64, usize, usize)>,
+}
+
+impl LineBlock {
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// The `i`-th line: its 1-based number in the file and its text.
+    pub fn line(&self, i: usize) -> (u64, &str) {
+        let (no, a, b) = self.lines[i];
+        (no, &self.text[a..b])
     }
 }
 

@@ -442,7 +442,7 @@ pub fn build_index(
     let mut stats = [TierStats::default(); N_TIERS];
     let (mut skipped, mut examples) = (0u64, Vec::new());
     let mut reader = reader;
-    let mut block = Vec::new();
+    let mut block = crate::catalogue::LineBlock::default();
     let limit = opts.fast_pm_limit;
     let parser = reader.parser();
     loop {
@@ -452,17 +452,15 @@ pub fn build_index(
         }
         // Parse in parallel, then take results in line order so the first
         // error reported is the first in the file.
-        let parsed: Vec<Result<Entry, CsvError>> = block
-            .par_iter()
+        let parsed: Vec<Result<Entry, CsvError>> = (0..block.len())
+            .into_par_iter()
             .with_min_len(1024)
-            .map(|(line, text)| {
+            .map(|i| {
+                let (line, text) = block.line(i);
                 parser
                     .parse_line(text)
                     .map(|s| Entry::new(&s, limit))
-                    .map_err(|message| CsvError::Row {
-                        line: *line,
-                        message,
-                    })
+                    .map_err(|message| CsvError::Row { line, message })
             })
             .collect();
         for row in parsed {
