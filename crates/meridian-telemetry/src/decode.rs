@@ -9,10 +9,8 @@
 //! bytes are kept for an operator, and no record of it is half-emitted. Packets
 //! of other APIDs or services become `unknown_packet` records.
 
-use crate::appdata::{AttitudeView, HkView, WindowsView, service};
 use crate::mission_db::MissionDb;
-use crate::packet::apid;
-use crate::reader::{Item, Packet, Span, SpanReason};
+use crate::reader::{Content, Item, Packet, Span, SpanReason};
 use meridian_core::records::{Attitude, Hk, PacketRef, Quarantine, UnknownPacket, Window};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -245,18 +243,13 @@ impl<'d> ItemDecoder<'d> {
             packet_obt_ns: p.secondary.obt_ns,
             packet_hash: p.hash(),
         };
-        let kind = (p.secondary.service, p.secondary.subtype);
-        let data = p.app_data();
-        let counts = &mut self.stats.records;
-        let outcome = match p.primary.apid {
-            apid::TRANSIT_WINDOWS if kind == service::WINDOWS => {
-                WindowsView::parse(data).map(|v| {
-                    counts.window += v.len() as u64;
-                    v.iter().try_for_each(|w| sink.window(w.to_record(pref)))
-                })
+        let outcome = p.content(self.db).map(|content| match content {
+            Content::Windows(v) => {
+                self.stats.records.window += v.len() as u64;
+                v.iter().try_for_each(|w| sink.window(w.to_record(pref)))
             }
-            apid::ATTITUDE if kind == service::ATTITUDE => AttitudeView::parse(data).map(|v| {
-                counts.attitude += v.len() as u64;
+            Content::Attitude(v) => {
+                self.stats.records.attitude += v.len() as u64;
                 v.iter().try_for_each(|(obt_ns, q)| {
                     sink.attitude(Attitude {
                         obt_ns,
@@ -266,17 +259,15 @@ impl<'d> ItemDecoder<'d> {
                         packet_hash: pref.packet_hash,
                     })
                 })
-            }),
-            apid::HOUSEKEEPING if kind == service::HOUSEKEEPING => HkView::parse(self.db, data)
-                .map(|v| {
-                    counts.hk += v.structure().params.len() as u64;
-                    v.records(pref).try_for_each(|r| sink.hk(r))
-                }),
-            _ => {
+            }
+            Content::Housekeeping(v) => {
+                self.stats.records.hk += v.structure().params.len() as u64;
+                v.records(pref).try_for_each(|r| sink.hk(r))
+            }
+            Content::Unknown => {
                 self.stats.unknown_packets += 1;
                 self.stats.records.unknown_packet += 1;
-                self.count_packet(&p);
-                return sink.unknown_packet(UnknownPacket {
+                sink.unknown_packet(UnknownPacket {
                     delivery: self.delivery.clone(),
                     apid: p.primary.apid,
                     service: Some(p.secondary.service),
@@ -285,9 +276,9 @@ impl<'d> ItemDecoder<'d> {
                     obt_ns: Some(p.secondary.obt_ns),
                     bytes: p.bytes.to_vec(),
                     offset: p.offset,
-                });
+                })
             }
-        };
+        });
         match outcome {
             Ok(emitted) => {
                 self.count_packet(&p);

@@ -3,7 +3,8 @@
 //! simulator encodes with it and the decoder reads with it.
 //!
 //! Decoding: [`reader::PacketReader`] splits a delivery's bytes into packets,
-//! idle packets and quarantined spans without copying; [`appdata`] views read the
+//! idle packets and quarantined spans without copying; [`reader::Packet::content`]
+//! gives the typed [`appdata`] views that read the
 //! application data in place; [`decode::ItemDecoder`] turns items into ICD §9
 //! records; [`input::decode_delivery`] handles zstd and parallelism; and
 //! [`delivery`] writes a delivery's product folder and report.

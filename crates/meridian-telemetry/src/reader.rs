@@ -29,7 +29,10 @@
 //! the incremental [`Scanner`] used for streamed (decompressed) input; both give
 //! identical items for identical bytes, whatever the chunking.
 
+use crate::appdata::{AppDataError, AttitudeView, HkView, WindowsView, service};
 use crate::crc::crc16;
+use crate::mission_db::MissionDb;
+use crate::packet::apid;
 use crate::packet::{
     CRC_LEN, MAX_PACKET_LEN, PRIMARY_HEADER_LEN, PrimaryHeader, SECONDARY_HEADER_LEN,
     SecondaryHeader,
@@ -88,6 +91,39 @@ impl<'a> Packet<'a> {
     pub fn hash(&self) -> u64 {
         xxhash_rust::xxh3::xxh3_64(self.bytes)
     }
+
+    /// The typed application data of ICD §4, validated, read in place; or
+    /// [`Content::Unknown`] for an APID/service the ICD does not list.
+    pub fn content<'c>(&self, db: &'c MissionDb) -> Result<Content<'c>, AppDataError>
+    where
+        'a: 'c,
+    {
+        let kind = (self.secondary.service, self.secondary.subtype);
+        let data = self.app_data();
+        Ok(match self.primary.apid {
+            apid::TRANSIT_WINDOWS if kind == service::WINDOWS => {
+                Content::Windows(WindowsView::parse(data)?)
+            }
+            apid::ATTITUDE if kind == service::ATTITUDE => {
+                Content::Attitude(AttitudeView::parse(data)?)
+            }
+            apid::HOUSEKEEPING if kind == service::HOUSEKEEPING => {
+                Content::Housekeeping(HkView::parse(db, data)?)
+            }
+            _ => Content::Unknown,
+        })
+    }
+}
+
+/// Typed application data of a packet (ICD §4), borrowed from the packet and
+/// (for housekeeping) the mission database.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'c> {
+    Windows(WindowsView<'c>),
+    Attitude(AttitudeView<'c>),
+    Housekeeping(HkView<'c>),
+    /// APID or service not in ICD §4: kept undecoded.
+    Unknown,
 }
 
 /// Bytes that are not part of any packet.
