@@ -779,9 +779,13 @@ impl<'db> HkChecker<'db> {
                 worst: Value::Number(ep.worst),
                 samples: ep.samples,
                 message: format!(
-                    "{name} outside its {} limits for {} samples{open}: worst {} {unit}{beyond}",
-                    if ep.alarm { "alarm" } else { "warning" },
+                    "{name} outside its warning limits for {} samples{}{open}: worst {} {unit}{beyond}",
                     ep.samples,
+                    if ep.alarm {
+                        ", beyond the alarm limits"
+                    } else {
+                        ""
+                    },
                     fmt_num(ep.worst),
                 ),
             }

@@ -350,7 +350,7 @@ pub struct DemoPaths {
     pub located: std::path::PathBuf,
 }
 
-/// A start time aligned to hours (so to science bins): 2026-06-23T13:46:40 TAI.
+/// A start time aligned to hours (so to science bins): 2026-07-01T00:00:00 TAI.
 pub const DEMO_START_NS: u64 = 520_560_000 * S;
 
 /// Writes a demo day under `root`: the mission database, an ordered folder (hk
