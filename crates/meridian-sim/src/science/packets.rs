@@ -66,6 +66,9 @@ pub struct Emitter<'a> {
     pub stats: ScienceStats,
 }
 
+/// Octets of the smallest window record (ICD §4.1, k = 12).
+const MIN_WINDOW_RECORD: usize = 24 + 2 * 12;
+
 const WIN: usize = 0;
 const ATT: usize = 1;
 
@@ -138,7 +141,9 @@ impl<'a> Emitter<'a> {
                 obt_ns: t.first_obt_ns,
                 n: 0,
                 app_data,
-                windows: Vec::new(),
+                // Room for a full packet of the smallest (12-sample) windows, so
+                // the list is never regrown and copied while the packet fills.
+                windows: Vec::with_capacity(self.max_app_data / MIN_WINDOW_RECORD + 1),
             });
         }
         let p = self.open.as_mut().expect("opened above");

@@ -15,7 +15,7 @@ use meridian_core::instrument::{
 use meridian_core::records::Window;
 use meridian_core::time::julian_epoch_tt;
 use rand::Rng;
-use rand_distr::{Distribution, Normal, Poisson};
+use rand_distr::{Distribution, Normal};
 
 // The platform C library's erfc: several times faster than the pure-Rust `libm`
 // one behind `instrument::normal_cdf`, which dominated the simulator's profile.
@@ -179,7 +179,7 @@ pub fn simulate_transit(
             .windows(2)
             .map(|edge| {
                 let lambda = background + flux * (edge[1] - edge[0]);
-                let photons = Poisson::new(lambda).map(|p| p.sample(rng)).unwrap_or(0.0);
+                let photons = noise::poisson(lambda, rng);
                 noise::adu_from_charge(photons + read_noise.sample(rng))
             })
             .collect();
