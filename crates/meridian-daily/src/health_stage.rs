@@ -32,6 +32,7 @@ pub fn run(
         ],
         out: health_dir.clone(),
         config: HealthConfig::default(),
+        state: None,
     };
     let outcome = meridian_health::run::run(&opts)?;
     let report = outcome.report;
