@@ -12,6 +12,7 @@ use meridian_core::records::{Attitude, Gap, Hk, Window};
 use meridian_core::time::NS_PER_S;
 use meridian_core::{ProductError, ProductReader};
 use serde::Serialize;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -160,17 +161,12 @@ impl Ctx {
     fn chunk_of(&self, obt_ns: u64) -> u64 {
         obt_ns / self.chunk_ns
     }
+}
 
-    fn is_final(&self, chunk: u64) -> bool {
-        self.closed_before
-            .is_some_and(|c| chunk.saturating_add(1).saturating_mul(self.chunk_ns) <= c)
-    }
-
-    /// Whether records spanning `[lo, hi]` would land in a final chunk. Final
-    /// chunks are a prefix of time, so checking the first one is enough.
-    fn hits_final(&self, lo: u64) -> bool {
-        self.is_final(self.chunk_of(lo))
-    }
+/// Whether a chunk is final under the close time in force. Final chunks are a
+/// prefix of time, so records spanning `[lo, hi]` hit one iff `lo`'s chunk is.
+fn is_final_chunk(closed_before: Option<u64>, chunk_ns: u64, chunk: u64) -> bool {
+    closed_before.is_some_and(|c| chunk.saturating_add(1).saturating_mul(chunk_ns) <= c)
 }
 
 /// Runs the ordering stage once.
@@ -662,41 +658,46 @@ fn accept_packet<R: StreamRecord>(
         min_obt_ns: lo,
         max_obt_ns: hi,
     };
-    let existing = ctx.state.packets.get(&key);
-    if let Some(vs) = existing
-        && let Some(i) = vs.iter().position(|v| v.hash == p.packet_hash)
-    {
-        ctx.summary.packets_duplicate += 1;
-        let v = &mut ctx.state.packets.get_mut(&key).expect("present")[i];
-        v.first_delivery = v.first_delivery.min(delivery);
-        return;
-    }
-    let earlier_lo = existing.map_or(u64::MAX, |vs| {
-        vs.iter().map(|v| v.min_obt_ns).min().unwrap_or(u64::MAX)
-    });
-    if ctx.hits_final(lo.min(earlier_lo)) {
+    let (chunk_ns, closed_before) = (ctx.chunk_ns, ctx.closed_before);
+    let is_final = |lo: u64| is_final_chunk(closed_before, chunk_ns, lo / chunk_ns);
+    let late = match ctx.state.packets.entry(key) {
+        Entry::Occupied(mut slot) => {
+            let vs = slot.get_mut();
+            if let Some(v) = vs.iter_mut().find(|v| v.hash == p.packet_hash) {
+                ctx.summary.packets_duplicate += 1;
+                v.first_delivery = v.first_delivery.min(delivery);
+                return;
+            }
+            let earlier_lo = vs.iter().map(|v| v.min_obt_ns).min().unwrap_or(u64::MAX);
+            let late = is_final(lo.min(earlier_lo));
+            if !late {
+                ctx.summary.packets_conflicting += 1;
+                if ctx.conflicted.insert(key) {
+                    // The variant already merged must leave its chunks.
+                    for v in vs.iter() {
+                        let (a, b) = (v.min_obt_ns / ctx.chunk_ns, v.max_obt_ns / ctx.chunk_ns);
+                        work.touched.extend(a..=b);
+                    }
+                }
+                let at = vs.partition_point(|v| v.hash < variant.hash);
+                vs.insert(at, variant);
+            }
+            late
+        }
+        Entry::Vacant(slot) => {
+            let late = is_final(lo);
+            if !late {
+                ctx.summary.packets_new += 1;
+                slot.insert(vec![variant]);
+            }
+            late
+        }
+    };
+    if late {
         ctx.summary.packets_late += 1;
         ctx.summary.records_late += records.len() as u64;
         work.late.extend(records);
         return;
-    }
-    match ctx.state.packets.get_mut(&key) {
-        Some(vs) => {
-            ctx.summary.packets_conflicting += 1;
-            if ctx.conflicted.insert(key) {
-                // The variant already merged must leave its chunks.
-                for v in vs.iter() {
-                    let (a, b) = (v.min_obt_ns / ctx.chunk_ns, v.max_obt_ns / ctx.chunk_ns);
-                    work.touched.extend(a..=b);
-                }
-            }
-            let at = vs.partition_point(|v| v.hash < variant.hash);
-            vs.insert(at, variant);
-        }
-        None => {
-            ctx.summary.packets_new += 1;
-            ctx.state.packets.insert(key, vec![variant]);
-        }
     }
     let mut last_chunk = None;
     for r in records {
