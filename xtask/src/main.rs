@@ -1,6 +1,8 @@
 //! Repeatable developer tasks: regenerate or verify the committed sample day,
 //! and measure the simulator's throughput.
 
+mod daily_bench;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use meridian_sim::day::{DayConfig, simulate_day};
@@ -44,6 +46,23 @@ enum Command {
         #[arg(long)]
         parts: bool,
     },
+    /// Run meridian-daily (release) on a simulated fraction of a Gaia-scale day
+    /// and report wall time and peak memory per stage, against `zstd -dc` of
+    /// the same deliveries measured in the same invocation.
+    DailyBench {
+        /// Fraction of a Gaia-scale day (0.01: about 7 M windows, 350 MB).
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Length of the simulated day in hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Work folder (the simulated day is kept there and reused).
+        #[arg(long, default_value = "target/daily-bench")]
+        work: PathBuf,
+        /// Runs of `zstd -dc` whose median is the baseline.
+        #[arg(long, default_value_t = 3)]
+        zstd_repeats: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +74,17 @@ fn main() -> anyhow::Result<()> {
             out,
             parts,
         } => sim_bench(scale, hours, out, parts),
+        Command::DailyBench {
+            scale,
+            hours,
+            work,
+            zstd_repeats,
+        } => daily_bench::run(&daily_bench::Args {
+            scale,
+            hours,
+            work: workspace_path(&work),
+            zstd_repeats: zstd_repeats.max(1),
+        }),
     }
 }
 
