@@ -254,6 +254,8 @@ pub fn decode_deliveries(
         .into_par_iter()
         .map(|(id, mut inputs)| {
             inputs.sort_by_key(|i| (file_name(&i.path), i.path.clone()));
+            // The same path given twice is one delivery file.
+            inputs.dedup_by(|a, b| a.path == b.path);
             let outcome = decode_group(&id, &inputs, db, out, options);
             progress(inputs[0].bytes().len() as u64);
             outcome

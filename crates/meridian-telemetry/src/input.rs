@@ -232,6 +232,9 @@ pub fn decode_zstd<S: DecodeSink>(
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         scope.spawn(move || decompress_blocks(compressed, block_len, tx, recycle_rx));
+        // Owned here so that an early return hangs up on the decompressing thread
+        // (its next send fails) before the scope waits for it.
+        let rx = rx;
         let mut decoder = ItemDecoder::new(db, delivery);
         let mut scanner = Scanner::new(0);
         // The buffer is cur[start..end], starting at absolute offset `base`.

@@ -291,3 +291,53 @@ fn a_cut_at_a_packet_nested_inside_another_is_redone_from_the_real_boundary() {
         outer_start as u64
     );
 }
+
+/// A sink that fails after a number of records, like a full disk.
+struct FailingSink(usize);
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+struct DiskFull;
+
+impl FailingSink {
+    fn take(&mut self) -> Result<(), DiskFull> {
+        self.0 = self.0.checked_sub(1).ok_or(DiskFull)?;
+        Ok(())
+    }
+}
+
+impl meridian_telemetry::decode::DecodeSink for FailingSink {
+    type Error = DiskFull;
+    fn window(&mut self, _: meridian_core::records::Window) -> Result<(), DiskFull> {
+        self.take()
+    }
+    fn attitude(&mut self, _: meridian_core::records::Attitude) -> Result<(), DiskFull> {
+        self.take()
+    }
+    fn hk(&mut self, _: meridian_core::records::Hk) -> Result<(), DiskFull> {
+        self.take()
+    }
+    fn unknown_packet(&mut self, _: meridian_core::records::UnknownPacket) -> Result<(), DiskFull> {
+        self.take()
+    }
+    fn quarantine(&mut self, _: meridian_core::records::Quarantine) -> Result<(), DiskFull> {
+        self.take()
+    }
+}
+
+#[test]
+fn a_failing_sink_stops_decoding_with_its_error_on_every_path() {
+    let bytes = concat(&packets(5, 400));
+    let z = zstd::encode_all(&bytes[..], 1).unwrap();
+    let db = db();
+    let opts = DecodeOptions {
+        segment_len: 3000,
+        block_len: 500,
+    };
+    for input in [&bytes[..], &z[..]] {
+        let err = decode_delivery(input, &db, "d.tm", opts, &mut FailingSink(10))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "writing records: disk full");
+    }
+}
