@@ -15,7 +15,7 @@
 //! # File layout (all integers and floats little-endian)
 //! ```text
 //! 0    8  magic "MERIDIDX"
-//! 8    4  format version (1)
+//! 8    4  format version (2)
 //! 12   4  number of tiers (2)
 //! 16   8  file length in octets
 //! 24   8  reserved, zero
@@ -33,7 +33,9 @@
 //! 48   8  f64 largest ref_epoch
 //! 56   8  reserved
 //! 64  168 seven sections, each (offset u64, length u64, xxh3-64 u64):
-//!         cells  m × (cell u64, first source u64), cells increasing
+//!         cells  m × 48 octets, cells increasing: cell u64, first source
+//!                u64, then a sphere holding the cell's sources: centre
+//!                (x, y, z) f64 and radius f64 (chord length)
 //!         pos    n × 3 f64: unit vector (x, y, z) at ref_epoch
 //!         id     n × i64 source_id
 //!         epoch  n × f64 ref_epoch
@@ -41,6 +43,12 @@
 //!         pmdec  n × f32 µδ (mas/yr)
 //!         mag    n × f32 phot_g_mean_mag (NaN when absent)
 //! ```
+//! Version 2 added the cell spheres (version 1 cells were 16 octets).
+//! A cell's sphere is centred on the HEALPix centre of the cell; its radius is
+//! the largest chord distance from that centre to the cell's stored positions,
+//! widened by a relative 1e-9 and an absolute 1e-12 so that rounding can only
+//! make it larger. The matcher skips a cell whose sphere a transit cannot
+//! reach, so the spheres are computed once at build instead of per match.
 //! Sections start on 64-octet boundaries. Within a tier, sources are ordered by
 //! their depth-29 HEALPix cell then `source_id` (then their other fields), so
 //! the file is the same byte for byte whatever the CSV's row order.
@@ -72,7 +80,7 @@ compile_error!("the catalogue index is read in place as little-endian arrays");
 /// Magic number at the start of an index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"MERIDIDX";
 /// Current index format version.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 /// Number of proper-motion tiers.
 pub const N_TIERS: usize = 2;
 const HEADER_LEN: usize = 64 + 256 * N_TIERS;
@@ -109,7 +117,7 @@ impl Section {
     }
     /// Octets per source (per cell for `Cells`).
     fn item_len(self) -> u64 {
-        [16, 24, 8, 8, 4, 4, 4][self as usize]
+        [48, 24, 8, 8, 4, 4, 4][self as usize]
     }
 }
 
@@ -660,7 +668,7 @@ fn write_index(
             .collect::<Result<_, _>>()?;
         let mut cells = SectionWriter::open(path, cell_offset)?;
         let shift = 2 * (SORT_DEPTH - depths[t]) as u32;
-        let (mut written, mut last_cell) = (0u64, None);
+        let (mut written, mut open): (u64, Option<CellEntry>) = (0, None);
         loop {
             match entries.peek() {
                 None => break,
@@ -669,13 +677,20 @@ fn write_index(
             }
             let e = entries.next().expect("peeked")?;
             let cell = e.hash >> shift;
-            if last_cell != Some(cell) {
-                cells.put(&cell.to_le_bytes()).map_err(&io)?;
-                cells.put(&written.to_le_bytes()).map_err(&io)?;
-                last_cell = Some(cell);
+            if open.is_none_or(|c| c.cell != cell) {
+                if let Some(done) = open.take() {
+                    cells.put(&done.finished().encode()).map_err(&io)?;
+                }
+                open = Some(CellEntry::open(depths[t], cell, written));
+            }
+            if let Some(c) = open.as_mut() {
+                c.include(e.pos);
             }
             put_entry(&mut cols, &e).map_err(&io)?;
             written += 1;
+        }
+        if let Some(done) = open.take() {
+            cells.put(&done.finished().encode()).map_err(&io)?;
         }
         if written != stats[t].n {
             return Err(corrupt(
@@ -683,7 +698,7 @@ fn write_index(
                 format!("tier {t}: wrote {written} of {} sources", stats[t].n),
             ));
         }
-        cell_counts[t] = cells.len / 16;
+        cell_counts[t] = cells.len / Section::Cells.item_len();
         let cell_sec = cells.finish().map_err(&io)?;
         cell_offset = align(cell_sec[0] + cell_sec[1]);
         sections[t][Section::Cells as usize] = cell_sec;
@@ -705,6 +720,58 @@ fn write_index(
     f.write_all(&header).map_err(&io)?;
     f.sync_all().map_err(&io)?;
     Ok(())
+}
+
+/// One entry of a tier's cell table (see the layout in the module docs).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellEntry {
+    /// HEALPix cell (nested) at the tier's depth.
+    pub cell: u64,
+    /// Index of the cell's first source in the tier.
+    pub first: u64,
+    /// Centre of a sphere (in 3-space) holding the cell's sources.
+    pub centre: [f64; 3],
+    /// Radius of that sphere (chord length); while building, the largest
+    /// squared distance seen so far.
+    pub radius: f64,
+}
+
+const _: () = assert!(std::mem::size_of::<CellEntry>() == 48);
+
+impl CellEntry {
+    fn open(depth: u8, cell: u64, first: u64) -> Self {
+        let (lon, lat) = cdshealpix::nested::center(depth, cell);
+        let c = Vec3::from_radec_rad(lon, lat);
+        CellEntry {
+            cell,
+            first,
+            centre: [c.x, c.y, c.z],
+            radius: 0.0,
+        }
+    }
+
+    fn include(&mut self, p: [f64; 3]) {
+        let d: [f64; 3] = std::array::from_fn(|k| p[k] - self.centre[k]);
+        self.radius = self.radius.max(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    }
+
+    /// Turns the largest squared distance into the stored radius; rounding of
+    /// the squares and the root is far below the slack.
+    fn finished(mut self) -> Self {
+        self.radius = self.radius.sqrt() * (1.0 + 1e-9) + 1e-12;
+        self
+    }
+
+    fn encode(&self) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b[0..8].copy_from_slice(&self.cell.to_le_bytes());
+        b[8..16].copy_from_slice(&self.first.to_le_bytes());
+        for (k, v) in self.centre.iter().chain([&self.radius]).enumerate() {
+            b[16 + 8 * k..24 + 8 * k].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
 }
 
 fn put_entry(cols: &mut [SectionWriter], e: &Entry) -> io::Result<()> {
@@ -804,7 +871,7 @@ pub struct Tier<'a> {
     pub max_pm: f64,
     pub min_epoch: f64,
     pub max_epoch: f64,
-    cells: &'a [[u64; 2]],
+    cells: &'a [CellEntry],
     pos: &'a [[f64; 3]],
     id: &'a [i64],
     epoch: &'a [f64],
@@ -842,26 +909,36 @@ impl<'a> Tier<'a> {
     /// Sources of HEALPix cell `cell` (at this tier's depth), as an index range.
     #[inline]
     pub fn cell_range(&self, cell: u64) -> std::ops::Range<usize> {
-        let i = self.cells.partition_point(|c| c[0] < cell);
-        match self.cells.get(i) {
-            Some(c) if c[0] == cell => self.range_of(i),
-            _ => 0..0,
-        }
+        self.cell_index(cell).map_or(0..0, |i| self.range_of(i))
     }
 
-    /// Source range of the `i`-th non-empty cell, and that cell.
-    fn range_of(&self, i: usize) -> std::ops::Range<usize> {
-        let start = self.cells[i][1] as usize;
+    /// Position of HEALPix cell `cell` in the cell table, if it is not empty.
+    #[inline]
+    pub fn cell_index(&self, cell: u64) -> Option<usize> {
+        let i = self.cells.partition_point(|c| c.cell < cell);
+        self.cells.get(i).filter(|c| c.cell == cell).map(|_| i)
+    }
+
+    /// The cell table: non-empty cells in increasing order with their spheres.
+    #[inline]
+    pub fn cell_table(&self) -> &'a [CellEntry] {
+        self.cells
+    }
+
+    /// Source range of the `i`-th non-empty cell.
+    #[inline]
+    pub fn range_of(&self, i: usize) -> std::ops::Range<usize> {
+        let start = self.cells[i].first as usize;
         let end = self
             .cells
             .get(i + 1)
-            .map_or(self.id.len(), |c| c[1] as usize);
+            .map_or(self.id.len(), |c| c.first as usize);
         start..end
     }
 
     /// Every non-empty cell and its source range.
     pub fn cells(&self) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
-        (0..self.cells.len()).map(|i| (self.cells[i][0], self.range_of(i)))
+        (0..self.cells.len()).map(|i| (self.cells[i].cell, self.range_of(i)))
     }
 
     /// Unit vectors at ref_epoch of all sources (hot data of the search).
@@ -926,8 +1003,9 @@ impl Index {
         let bytes = &self.map[off as usize..(off + len) as usize];
         // SAFETY: parse_header checked that the section lies in the file, starts
         // on a 64-octet boundary of the page-aligned mapping and has a length that
-        // is a whole number of items; T is only ever f32, f64, i64 or arrays of
-        // u64/f64, for which every bit pattern is a valid value.
+        // is a whole number of items; T is only ever f32, f64, i64, arrays of
+        // f64 or the repr(C) CellEntry of u64s and f64s (48 octets, no padding),
+        // for which every bit pattern is a valid value.
         let (head, body, tail) = unsafe { bytes.align_to::<T>() };
         assert!(
             head.is_empty() && tail.is_empty(),
@@ -966,18 +1044,21 @@ impl Index {
     fn check_cells(&self, t: usize) -> Result<(), IndexError> {
         let tier = self.tier(t);
         let n_hash = cdshealpix::nested::n_hash(tier.depth);
-        let mut prev: Option<[u64; 2]> = None;
+        let mut prev: Option<&CellEntry> = None;
         for c in tier.cells {
-            let ok = c[0] < n_hash
-                && c[1] < tier.len() as u64
-                && prev.is_none_or(|p| p[0] < c[0] && p[1] < c[1]);
-            if !ok || (prev.is_none() && c[1] != 0) {
+            let ok = c.cell < n_hash
+                && c.first < tier.len() as u64
+                && prev.is_none_or(|p| p.cell < c.cell && p.first < c.first)
+                && c.centre.iter().all(|v| v.is_finite())
+                && c.radius >= 0.0
+                && c.radius.is_finite();
+            if !ok || (prev.is_none() && c.first != 0) {
                 return Err(corrupt(
                     &self.path,
                     format!("tier {t}: bad cell table entry {c:?}"),
                 ));
             }
-            prev = Some(*c);
+            prev = Some(c);
         }
         if tier.cells.is_empty() != tier.is_empty() {
             return Err(corrupt(

@@ -6,7 +6,7 @@
 //! each group and tier the search cone is the smallest cone around the group's
 //! transits widened by the match radius plus the tier's proper-motion margin
 //! `max |µ| × max |Δt|`; the index cells it covers (cdshealpix cone coverage)
-//! each get a bounding sphere of their sources. Each transit then scans only the
+//! come with a bounding sphere of their sources, stored in the index. Each transit then scans only the
 //! cells whose sphere it can reach, prefilters sources by chord distance at
 //! their reference epoch, and decides with the exactly propagated position
 //! (ICD §7) and [`Vec3::angle_to`]. Every transit's result depends only
@@ -167,9 +167,8 @@ pub(crate) fn cell_radius(depth: u8) -> f64 {
 }
 
 /// A non-empty cell within reach of a group, with a sphere (in 3-space, chord
-/// lengths) holding all its sources: the mean of their vectors and the largest
-/// distance to it. Built from the data, it needs no trigonometry and is tighter
-/// than the cell's geometric bound.
+/// lengths) holding all its sources, stored in the index (built from the data,
+/// it needs no trigonometry and is tighter than the cell's geometric bound).
 struct ReachCell {
     centre: [f64; 3],
     radius: f64,
@@ -177,25 +176,12 @@ struct ReachCell {
 }
 
 impl ReachCell {
-    fn new(positions: &[[f64; 3]], range: std::ops::Range<usize>) -> Self {
-        let cell = &positions[range.clone()];
-        let mut c = [0.0; 3];
-        for p in cell {
-            for k in 0..3 {
-                c[k] += p[k];
-            }
-        }
-        let n = cell.len() as f64;
-        let centre = c.map(|v| v / n);
-        let r2 = cell
-            .iter()
-            .map(|p| dist2(*p, Vec3::new(centre[0], centre[1], centre[2])))
-            .fold(0.0, f64::max);
+    fn new(tier: &Tier, i: usize) -> Self {
+        let c = &tier.cell_table()[i];
         ReachCell {
-            centre,
-            // Rounding of the sums and squares is far below this slack.
-            radius: r2.sqrt() * (1.0 + 1e-9) + 1e-12,
-            range,
+            centre: c.centre,
+            radius: c.radius,
+            range: tier.range_of(i),
         }
     }
 }
@@ -405,11 +391,10 @@ pub fn sort_candidates(c: &mut [Candidate]) {
 
 /// Non-empty cells of a tier overlapping the cone `(lon, lat, cone)`.
 fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
-    let positions = tier.positions();
     let cells: Vec<ReachCell> = if cone >= PI / 2.0 {
         // Hemisphere-sized cones: every cell, filtered per transit anyway.
-        tier.cells()
-            .map(|(_, range)| ReachCell::new(positions, range))
+        (0..tier.n_cells())
+            .map(|i| ReachCell::new(tier, i))
             .collect()
     } else {
         // cdshealpix decides overlap with its own centre-to-vertex bound, which
@@ -417,9 +402,8 @@ fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
         let cone = cone + 0.1 * cell_radius(tier.depth);
         nested::cone_coverage_approx(tier.depth, lon, lat, cone)
             .flat_iter()
-            .map(|cell| tier.cell_range(cell))
-            .filter(|r| !r.is_empty())
-            .map(|range| ReachCell::new(positions, range))
+            .filter_map(|cell| tier.cell_index(cell))
+            .map(|i| ReachCell::new(tier, i))
             .collect()
     };
     TierReach { cells }

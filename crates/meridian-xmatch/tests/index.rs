@@ -213,3 +213,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_cell_sphere_holds_its_sources() {
+    let rows = random_catalogue(5, 900);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i");
+    let opts = BuildOptions {
+        sources_per_cell: 4.0,
+        ..Default::default()
+    };
+    build_to(&csv_of(&rows, true), &path, &opts).unwrap();
+    let index = Index::open(&path).unwrap();
+    let mut cells = 0;
+    for t in 0..2 {
+        let tier = index.tier(t);
+        for (i, c) in tier.cell_table().iter().enumerate() {
+            assert_eq!(tier.range_of(i), tier.cell_range(c.cell));
+            for k in tier.range_of(i) {
+                let p = tier.positions()[k];
+                let d2: f64 = (0..3).map(|j| (p[j] - c.centre[j]).powi(2)).sum();
+                assert!(d2.sqrt() <= c.radius, "tier {t} cell {} source {k}", c.cell);
+            }
+            cells += 1;
+        }
+    }
+    assert!(cells > 50, "only {cells} cells: the test needs many");
+}
