@@ -487,7 +487,7 @@ impl ScienceSim {
             hi_s: (hi - k * BLOCK_NS) as f64 * 1e-9,
             shared_upper: hi == (k + 1) * BLOCK_NS,
         };
-        let frame = self.law.frame(Instant::at(span.anchor));
+        let anchored = self.law.anchored(span.anchor);
         let mut transits = Vec::new();
         let mut stars = Vec::new();
         for cell in self.candidate_cells(lo, (hi - lo) as f64 * 1e-9) {
@@ -497,9 +497,8 @@ impl ScienceSim {
             for star in &stars {
                 let crossings = windows::crossings_from_anchor(
                     &self.law,
-                    &frame,
+                    &anchored,
                     star,
-                    span.anchor,
                     (span.lo_s, span.hi_s),
                 );
                 for (fov, crossing) in (0u8..).zip(crossings) {
@@ -539,9 +538,9 @@ impl ScienceSim {
         if span.shared_upper && (after - span.hi_s).abs() < 1e-3 {
             // Near the upper boundary decide as the next block does: from its anchor.
             let next = span.anchor + BLOCK_NS;
-            let next_frame = self.law.frame(Instant::at(next));
+            let next_anchored = self.law.anchored(next);
             let again =
-                windows::crossings_from_anchor(&self.law, &next_frame, star, next, (-1.0, 1.0));
+                windows::crossings_from_anchor(&self.law, &next_anchored, star, (-1.0, 1.0));
             match again[fov as usize] {
                 Some((t, _)) if t.seconds_after(next) < 0.0 => {}
                 _ => return None,

@@ -48,6 +48,28 @@ const PRECESSION_RATE_RAD_S: f64 = TAU / (PRECESSION_PERIOD_DAYS as f64 * 86_400
 const SUN_RATE_DEG_PER_DAY: f64 = 0.985_647_4;
 const SUN_RATE_RAD_S: f64 = SUN_RATE_DEG_PER_DAY / 86_400.0 * (std::f64::consts::PI / 180.0);
 
+/// The parts of the true attitude that depend only on an anchor time, so the
+/// many attitude evaluations of solves around one anchor (a block's star
+/// search, a transit's strips) skip its trigonometry and modular phases.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchored {
+    anchor_ns: u64,
+    /// `Rx(ε) ⊗ Rz(λ☉)` at the anchor.
+    sun_rot: Quat,
+    /// `Ry(90°) ⊗ Rz(ν)` at the anchor.
+    precession_rot: Quat,
+    /// Nominal spin phase at the anchor.
+    spin: f64,
+    /// The frame at the anchor itself.
+    pub frame: Frame,
+}
+
+impl Anchored {
+    pub fn anchor_ns(&self) -> u64 {
+        self.anchor_ns
+    }
+}
+
 /// The three angles of the scanning law at one instant, radians.
 #[derive(Debug, Clone, Copy)]
 struct Angles {
@@ -154,6 +176,21 @@ fn phase(t_ns: u64, period_ns: u64) -> f64 {
     (t_ns % period_ns) as f64 / period_ns as f64 * TAU
 }
 
+/// `rot_z(a)` for the small angles the Sun and precession move through in a
+/// block: sin and cos of a/2 from their Taylor series, whose first omitted
+/// terms (< 3e-33, 3e-29 for |a/2| ≤ 1e-3) are far below an ulp; larger
+/// angles go to `rot_z`.
+fn rot_z_small(a: f64) -> Quat {
+    let h = a / 2.0;
+    if h.abs() > 1e-3 {
+        return rot_z(a);
+    }
+    let h2 = h * h;
+    let sin = h * (1.0 - h2 / 6.0 * (1.0 - h2 / 20.0 * (1.0 - h2 / 42.0)));
+    let cos = 1.0 - h2 / 2.0 * (1.0 - h2 / 12.0 * (1.0 - h2 / 30.0));
+    Quat::new(0.0, 0.0, sin, cos)
+}
+
 fn rot_x(a: f64) -> Quat {
     Quat::from_axis_angle(Vec3::new(1.0, 0.0, 0.0), a)
 }
@@ -252,10 +289,45 @@ impl ScanLaw {
 
     /// The true attitude at `t`, split as [`Frame`].
     pub fn frame(&self, t: Instant) -> Frame {
-        let a = self.nominal_angles(t);
+        self.frame_in(&self.anchored(t.anchor_ns), t)
+    }
+
+    /// The parts of the true attitude fixed by an anchor (see [`Anchored`]).
+    pub fn anchored(&self, anchor_ns: u64) -> Anchored {
+        let a = self.nominal_angles(Instant::at(anchor_ns));
+        let sun_rot = self.ecliptic_to_icrs * rot_z(a.sun);
+        let precession_rot = self.quarter_y * rot_z(a.precession);
+        let slow = sun_rot * precession_rot * self.aspect;
+        Anchored {
+            anchor_ns,
+            sun_rot,
+            precession_rot,
+            spin: a.spin,
+            frame: Frame {
+                slow_conj: slow.conj(),
+                spin: a.spin + self.true_spin_offset(Instant::at(anchor_ns)),
+            },
+        }
+    }
+
+    /// [`ScanLaw::frame`] at `t` from the terms of `t`'s anchor: the Sun and
+    /// precession move by small angles from there, turned into rotations
+    /// without libm calls (see [`rot_z_small`]).
+    pub fn frame_in(&self, anchored: &Anchored, t: Instant) -> Frame {
+        if t.anchor_ns != anchored.anchor_ns {
+            return self.frame_in(&self.anchored(t.anchor_ns), t);
+        }
+        if t.offset_s == 0.0 {
+            return anchored.frame;
+        }
+        let slow = anchored.sun_rot
+            * rot_z_small(SUN_RATE_RAD_S * t.offset_s)
+            * anchored.precession_rot
+            * rot_z_small(PRECESSION_RATE_RAD_S * t.offset_s)
+            * self.aspect;
         Frame {
-            slow_conj: self.slow_part(a).conj(),
-            spin: a.spin + self.true_spin_offset(t),
+            slow_conj: slow.conj(),
+            spin: anchored.spin + SPIN_RATE_RAD_S * t.offset_s + self.true_spin_offset(t),
         }
     }
 
@@ -277,10 +349,23 @@ impl ScanLaw {
         guess: Instant,
         rate: f64,
     ) -> (Instant, f64) {
+        self.solve_crossing_in(&self.anchored(guess.anchor_ns), u, target, guess, rate)
+    }
+
+    /// [`ScanLaw::solve_crossing_with_rate`] reusing the terms of `guess`'s
+    /// anchor (computed once for the many solves around one anchor).
+    pub fn solve_crossing_in(
+        &self,
+        anchored: &Anchored,
+        u: Vec3,
+        target: f64,
+        guess: Instant,
+        rate: f64,
+    ) -> (Instant, f64) {
         let mut t = guess;
         let mut v = Vec3::default();
         for _ in 0..12 {
-            let frame = self.frame(t);
+            let frame = self.frame_in(anchored, t);
             v = frame.slow_conj.rotate(u);
             let az = v.y.atan2(v.x) - frame.spin;
             let step = wrap_pi(az - target) / rate;
@@ -303,8 +388,13 @@ impl ScanLaw {
     /// The rate (rad/s, positive) at which the SRS azimuth of `u` decreases
     /// around `t`: the spin plus the small share of precession and Sun motion.
     pub fn azimuth_rate(&self, u: Vec3, t: Instant) -> f64 {
-        let (a0, _) = self.srs_angles(u, t);
-        let (a1, _) = self.srs_angles(u, t.plus(1.0));
+        self.azimuth_rate_in(&self.anchored(t.anchor_ns), u, t)
+    }
+
+    /// [`ScanLaw::azimuth_rate`] reusing the terms of `t`'s anchor.
+    pub fn azimuth_rate_in(&self, anchored: &Anchored, u: Vec3, t: Instant) -> f64 {
+        let (a0, _) = self.frame_in(anchored, t).srs_angles(u);
+        let (a1, _) = self.frame_in(anchored, t.plus(1.0)).srs_angles(u);
         let r = -wrap_pi(a1 - a0);
         if r > 0.5 * SPIN_RATE_RAD_S {
             r
@@ -316,7 +406,18 @@ impl ScanLaw {
 
 /// Angle wrapped into (−π, π].
 pub fn wrap_pi(a: f64) -> f64 {
-    let w = a.rem_euclid(TAU);
+    // `a.rem_euclid(TAU)` bit for bit, without its software fmod for the
+    // common |a| < 2·TAU (the subtraction is then exact, by Sterbenz's lemma).
+    let r = if a.abs() < TAU {
+        a
+    } else if a.abs() < 2.0 * TAU {
+        // fmod's zero keeps the dividend's sign.
+        let r = a - TAU.copysign(a);
+        if r == 0.0 { 0.0f64.copysign(a) } else { r }
+    } else {
+        a % TAU
+    };
+    let w = if r < 0.0 { r + TAU } else { r };
     if w > std::f64::consts::PI { w - TAU } else { w }
 }
 
@@ -368,6 +469,51 @@ mod tests {
         let q1 = law.true_attitude(Instant::at(a).plus(42.5));
         let q2 = law.true_attitude(Instant::at(a + 42_500_000_000));
         assert!(q1.angle_to(q2) * MAS_PER_RAD < 1e-4);
+    }
+
+    #[test]
+    fn anchored_frames_match_the_direct_attitude() {
+        let law = ScanLaw::new(
+            0.3,
+            1.1,
+            vec![Disturbance {
+                obt_ns: 300_000_010 * NS_PER_S,
+                delta_rate_mas_per_s: 3.0,
+                settle_s: 60.0,
+            }],
+        );
+        let anchor = 300_000_000 * NS_PER_S + 777;
+        let anchored = law.anchored(anchor);
+        let u = Vec3::new(0.2, -0.7, 0.4).normalized();
+        // Offsets inside and beyond the Taylor range of `rot_z_small`.
+        for i in -40..=40 {
+            let t = Instant::at(anchor).plus(i as f64 * 37.3);
+            let fast = law.frame_in(&anchored, t);
+            let q = law.true_attitude(t);
+            // The frame's attitude, slow ⊗ Rz(spin), against the direct one.
+            let q_frame = fast.slow_conj.conj() * rot_z(fast.spin);
+            assert!(q_frame.angle_to(q) * MAS_PER_RAD < 1e-6, "offset {i}");
+            let (az, el) = fast.srs_angles(u);
+            let v = q.conj().rotate(u);
+            assert!(wrap_pi(az - v.y.atan2(v.x)).abs() < 1e-14, "offset {i}");
+            assert!((el - v.z.asin()).abs() < 1e-14, "offset {i}");
+        }
+    }
+
+    #[test]
+    fn wrap_pi_matches_rem_euclid_bit_for_bit() {
+        let mut xs = vec![0.0, -0.0, TAU, -TAU, 2.0 * TAU, -2.0 * TAU, f64::NAN, 1e300];
+        for i in -5000..5000 {
+            let x = i as f64 * 0.00731;
+            xs.extend([x, x.next_up(), x.next_down()]);
+        }
+        for x in xs {
+            let reference = {
+                let w = x.rem_euclid(TAU);
+                if w > std::f64::consts::PI { w - TAU } else { w }
+            };
+            assert_eq!(wrap_pi(x).to_bits(), reference.to_bits(), "{x}");
+        }
     }
 
     #[test]

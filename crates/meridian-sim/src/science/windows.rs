@@ -4,7 +4,7 @@
 
 use super::WindowTruth;
 use super::noise;
-use super::scan::{Frame, Instant, SPIN_RATE_RAD_S, ScanLaw, wrap_pi};
+use super::scan::{Anchored, Instant, SPIN_RATE_RAD_S, ScanLaw, wrap_pi};
 use super::sky::Star;
 use meridian_core::Vec3;
 use meridian_core::geom::RAD_PER_ARCSEC;
@@ -79,17 +79,17 @@ impl Transit {
 /// The crossings of the two field centres (index = fov) by `star` within
 /// `window_s` seconds of `t0` (±5 s) under the true attitude, each with its
 /// elevation. Solved from anchor `t0` in a way that depends only on
-/// (star, t0) — so two blocks sharing a boundary decide alike. `frame` is
-/// `law.frame(Instant::at(t0))`, computed once per anchor.
+/// (star, t0) — so two blocks sharing a boundary decide alike. `anchored` is
+/// `law.anchored(t0)`, computed once per anchor.
 pub fn crossings_from_anchor(
     law: &ScanLaw,
-    frame: &Frame,
+    anchored: &Anchored,
     star: &Star,
-    t0: u64,
     window_s: (f64, f64),
 ) -> [Option<(Instant, f64)>; 2] {
+    let t0 = anchored.anchor_ns();
     let u = star.direction_at(julian_epoch_tt(t0));
-    let Some(az) = frame.azimuth_if_within(u, candidate_sin_zeta()) else {
+    let Some(az) = anchored.frame.azimuth_if_within(u, candidate_sin_zeta()) else {
         return [None, None];
     };
     [0u8, 1].map(|fov| {
@@ -97,7 +97,10 @@ pub fn crossings_from_anchor(
         let tau = wrap_pi(az - phi) / SPIN_RATE_RAD_S;
         (window_s.0 - 5.0..=window_s.1 + 5.0)
             .contains(&tau)
-            .then(|| law.solve_crossing(u, phi, Instant::at(t0).plus(tau)))
+            .then(|| {
+                let guess = Instant::at(t0).plus(tau);
+                law.solve_crossing_in(anchored, u, phi, guess, SPIN_RATE_RAD_S)
+            })
     })
 }
 
@@ -149,13 +152,19 @@ pub fn simulate_transit(
         windows: Vec::with_capacity(N_STRIPS as usize),
         truth: Vec::with_capacity(N_STRIPS as usize),
     };
-    let rate = law.azimuth_rate(star.direction_at(julian_epoch_tt(t_ref.round_ns())), t_ref);
+    // Every strip's guess shares t_ref's anchor: its attitude terms once.
+    let anchored = law.anchored(t_ref.anchor_ns);
+    let rate = law.azimuth_rate_in(
+        &anchored,
+        star.direction_at(julian_epoch_tt(t_ref.round_ns())),
+        t_ref,
+    );
     let mut cdf = [0.0f64; MAX_WINDOW_SAMPLES + 1];
     for strip in 0..N_STRIPS {
         let eta = strip_eta_rad(strip).expect("strip < 9");
         let guess = t_ref.plus(-eta / rate);
         let u = star.direction_at(julian_epoch_tt(guess.round_ns()));
-        let (t_cross, zeta) = law.solve_crossing_with_rate(u, phi + eta, guess, rate);
+        let (t_cross, zeta) = law.solve_crossing_in(&anchored, u, phi + eta, guess, rate);
         // Each strip draws from its own stream, so a window's randomness does not
         // depend on whether its neighbours exist or are kept.
         let mut rng = rand_pcg::Pcg64Mcg::new(rng.random::<u128>() | 1);
