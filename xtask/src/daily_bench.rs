@@ -120,6 +120,17 @@ fn time_zstd(files: &[PathBuf]) -> anyhow::Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Seconds of one stage, or of every stage when `name` is empty.
+fn stage_seconds(manifest: &serde_json::Value, name: &str) -> f64 {
+    manifest["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| name.is_empty() || s["stage"] == name)
+        .filter_map(|s| s["seconds"].as_f64())
+        .sum()
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
