@@ -337,6 +337,15 @@ impl Default for TierStats {
 }
 
 impl TierStats {
+    fn merge_all(a: [Self; N_TIERS], b: [Self; N_TIERS]) -> [Self; N_TIERS] {
+        std::array::from_fn(|t| TierStats {
+            n: a[t].n + b[t].n,
+            max_pm: a[t].max_pm.max(b[t].max_pm),
+            min_epoch: a[t].min_epoch.min(b[t].min_epoch),
+            max_epoch: a[t].max_epoch.max(b[t].max_epoch),
+        })
+    }
+
     fn add(&mut self, e: &Entry) {
         self.n += 1;
         self.max_pm = self.max_pm.max(total_pm(e.pmra as f64, e.pmdec as f64));
@@ -471,6 +480,19 @@ pub fn build_index(
                     .map_err(|message| CsvError::Row { line, message })
             })
             .collect();
+        // Statistics in parallel too (min, max and sums: order does not matter).
+        let block_stats = parsed
+            .par_iter()
+            .filter_map(|r| r.as_ref().ok())
+            .fold(
+                || [TierStats::default(); N_TIERS],
+                |mut s, e| {
+                    s[e.tier as usize].add(e);
+                    s
+                },
+            )
+            .reduce(|| [TierStats::default(); N_TIERS], TierStats::merge_all);
+        stats = TierStats::merge_all(stats, block_stats);
         for row in parsed {
             let entry = match row {
                 Ok(e) => e,
@@ -483,7 +505,6 @@ pub fn build_index(
                 }
                 Err(e) => return Err(csv_err(e)),
             };
-            stats[entry.tier as usize].add(&entry);
             chunk.push(entry);
             if chunk.len() >= chunk_cap {
                 let path = temp_name(&dir, output, &format!("run{}", runs.len()));
@@ -504,7 +525,7 @@ pub fn build_index(
             &stats,
             &depths,
             opts.fast_pm_limit,
-            chunk.into_iter().map(Ok),
+            SortedEntries::InMemory(&chunk),
         )?;
     } else {
         if !chunk.is_empty() {
@@ -515,8 +536,14 @@ pub fn build_index(
         }
         drop(chunk);
         spilled_runs = runs.len();
-        let merged = MergeRuns::open(&runs)?;
-        write_index(&out_tmp, &stats, &depths, opts.fast_pm_limit, merged)?;
+        let merged = MergeRuns::open(&runs)?.peekable();
+        write_index(
+            &out_tmp,
+            &stats,
+            &depths,
+            opts.fast_pm_limit,
+            SortedEntries::Merged(merged, Vec::with_capacity(WRITE_BATCH)),
+        )?;
     }
     persist(&out_tmp, output)?;
     temps.0.retain(|p| p != &out_tmp);
@@ -643,7 +670,7 @@ fn write_index(
     stats: &[TierStats; N_TIERS],
     depths: &[u8; N_TIERS],
     fast_pm_limit: f64,
-    entries: impl Iterator<Item = Result<Entry, IndexError>>,
+    mut entries: SortedEntries,
 ) -> Result<(), IndexError> {
     let io = io_err(path);
     File::create(path).map_err(&io)?;
@@ -660,38 +687,29 @@ fn write_index(
     let mut cell_offset = offset;
     let mut sections = [[[0u64; 3]; N_SECTIONS]; N_TIERS];
     let mut cell_counts = [0u64; N_TIERS];
-    let mut entries = entries.peekable();
     for t in 0..N_TIERS {
         let mut cols: Vec<SectionWriter> = Section::ALL[1..]
             .iter()
             .map(|s| SectionWriter::open(path, column_offsets[t][*s as usize]))
             .collect::<Result<_, _>>()?;
         let mut cells = SectionWriter::open(path, cell_offset)?;
-        let shift = 2 * (SORT_DEPTH - depths[t]) as u32;
-        let (mut written, mut open): (u64, Option<CellEntry>) = (0, None);
+        let mut table = CellTable {
+            depth: depths[t],
+            shift: 2 * (SORT_DEPTH - depths[t]) as u32,
+            written: 0,
+            open: None,
+        };
         loop {
-            match entries.peek() {
-                None => break,
-                Some(Ok(e)) if e.tier as usize != t => break,
-                _ => {}
+            let batch = entries.next_batch(t)?;
+            if batch.is_empty() {
+                break;
             }
-            let e = entries.next().expect("peeked")?;
-            let cell = e.hash >> shift;
-            if open.is_none_or(|c| c.cell != cell) {
-                if let Some(done) = open.take() {
-                    cells.put(&done.finished().encode()).map_err(&io)?;
-                }
-                open = Some(CellEntry::open(depths[t], cell, written));
-            }
-            if let Some(c) = open.as_mut() {
-                c.include(e.pos);
-            }
-            put_entry(&mut cols, &e).map_err(&io)?;
-            written += 1;
+            write_batch(batch, &mut cols, &mut cells, &mut table).map_err(&io)?;
         }
-        if let Some(done) = open.take() {
+        if let Some(done) = table.open.take() {
             cells.put(&done.finished().encode()).map_err(&io)?;
         }
+        let written = table.written;
         if written != stats[t].n {
             return Err(corrupt(
                 path,
@@ -774,17 +792,116 @@ impl CellEntry {
     }
 }
 
-fn put_entry(cols: &mut [SectionWriter], e: &Entry) -> io::Result<()> {
-    let mut pos = [0u8; 24];
-    for (k, c) in e.pos.iter().enumerate() {
-        pos[8 * k..8 * k + 8].copy_from_slice(&c.to_le_bytes());
+/// All sources in index order (tier, then cell), handed out in batches.
+enum SortedEntries<'a> {
+    /// Sorted in memory: batches are slices of it.
+    InMemory(&'a [Entry]),
+    /// Merged from sorted runs on disk, through a batch buffer.
+    Merged(std::iter::Peekable<MergeRuns>, Vec<Entry>),
+}
+
+impl SortedEntries<'_> {
+    /// The next up to `WRITE_BATCH` sources of tier `t` (empty once the tier
+    /// is done).
+    fn next_batch(&mut self, t: usize) -> Result<&[Entry], IndexError> {
+        match self {
+            SortedEntries::InMemory(rest) => {
+                let in_tier = rest.partition_point(|e| (e.tier as usize) <= t);
+                let (batch, tail) = rest.split_at(in_tier.min(WRITE_BATCH));
+                *rest = tail;
+                Ok(batch)
+            }
+            SortedEntries::Merged(merge, buf) => {
+                buf.clear();
+                while buf.len() < WRITE_BATCH {
+                    match merge.peek() {
+                        None => break,
+                        Some(Ok(e)) if e.tier as usize != t => break,
+                        _ => buf.extend(merge.next().transpose()?),
+                    }
+                }
+                Ok(buf)
+            }
+        }
     }
-    cols[0].put(&pos)?;
-    cols[1].put(&e.id.to_le_bytes())?;
-    cols[2].put(&e.epoch.to_le_bytes())?;
-    cols[3].put(&e.pmra.to_le_bytes())?;
-    cols[4].put(&e.pmdec.to_le_bytes())?;
-    cols[5].put(&e.mag.to_le_bytes())
+}
+
+/// Sources encoded per step of the write: each step encodes, hashes and writes
+/// its column sections and the cell table in parallel (16 MiB of entries).
+const WRITE_BATCH: usize = 1 << 18;
+
+/// The cell table of a tier being written: the cell still open (its sphere
+/// grows until the next cell starts) and the sources written so far.
+struct CellTable {
+    depth: u8,
+    shift: u32,
+    written: u64,
+    open: Option<CellEntry>,
+}
+
+impl CellTable {
+    /// Adds a batch of sources (sorted, after the previous batch) and writes
+    /// every cell that the batch closes.
+    fn extend(&mut self, batch: &[Entry], out: &mut SectionWriter) -> io::Result<()> {
+        for e in batch {
+            let cell = e.hash >> self.shift;
+            if self.open.is_none_or(|c| c.cell != cell) {
+                if let Some(done) = self.open.take() {
+                    out.put(&done.finished().encode())?;
+                }
+                self.open = Some(CellEntry::open(self.depth, cell, self.written));
+            }
+            if let Some(c) = self.open.as_mut() {
+                c.include(e.pos);
+            }
+            self.written += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one batch of a tier: the six column sections and the cell table on
+/// rayon's pool, each to its own file handle (the byte stream of each section
+/// is the same as writing source by source).
+fn write_batch(
+    batch: &[Entry],
+    cols: &mut [SectionWriter],
+    cells: &mut SectionWriter,
+    table: &mut CellTable,
+) -> io::Result<()> {
+    let (cells_done, cols_done) = rayon::join(
+        || table.extend(batch, cells),
+        || {
+            cols.par_iter_mut()
+                .zip(&Section::ALL[1..])
+                .try_for_each(|(w, sec)| w.put(&encode_column(batch, *sec)))
+        },
+    );
+    cells_done.and(cols_done)
+}
+
+/// Encoder of each column section (`Section::ALL[1..]`), little-endian.
+const COLUMN_ENCODERS: [fn(&Entry, &mut Vec<u8>); N_SECTIONS - 1] = [
+    |e, out| {
+        e.pos
+            .iter()
+            .for_each(|c| out.extend_from_slice(&c.to_le_bytes()))
+    },
+    |e, out| out.extend_from_slice(&e.id.to_le_bytes()),
+    |e, out| out.extend_from_slice(&e.epoch.to_le_bytes()),
+    |e, out| out.extend_from_slice(&e.pmra.to_le_bytes()),
+    |e, out| out.extend_from_slice(&e.pmdec.to_le_bytes()),
+    |e, out| out.extend_from_slice(&e.mag.to_le_bytes()),
+];
+
+/// One column section of a batch.
+fn encode_column(batch: &[Entry], sec: Section) -> Vec<u8> {
+    let encode = COLUMN_ENCODERS[sec as usize - 1];
+    let mut out = Vec::with_capacity(batch.len() * sec.item_len() as usize);
+    for e in batch {
+        encode(e, &mut out);
+    }
+    out
 }
 
 fn encode_header(
