@@ -253,11 +253,12 @@ pub fn decode_deliveries(
     let decoded: Vec<DeliveryOutcome> = groups
         .into_par_iter()
         .map(|(id, mut inputs)| {
+            let received: u64 = inputs.iter().map(|i| i.bytes().len() as u64).sum();
             inputs.sort_by_key(|i| (file_name(&i.path), i.path.clone()));
             // The same path given twice is one delivery file.
             inputs.dedup_by(|a, b| a.path == b.path);
             let outcome = decode_group(&id, &inputs, db, out, options);
-            progress(inputs[0].bytes().len() as u64);
+            progress(received);
             outcome
         })
         .collect();
