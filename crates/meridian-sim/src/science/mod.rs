@@ -46,10 +46,14 @@
 //! `cargo bench -p meridian-sim --bench science` (criterion, a 0.001-scale hour)
 //! and `cargo bench -p meridian-sim --bench science_volume -- SCALE HOURS`
 //! (MB/s of packets and peak RSS of a larger run). About 40 MB of packets per
-//! CPU-second; peak RSS ~20 MiB at scale 0.01 and ~230 MiB at scale 1 (up to
-//! 2·threads+1 blocks of 60 s in flight). The cost is mostly the window model
-//! itself (13 erfc, 12 Poisson and 12 normal draws per window) and the
-//! crossing solves (~2 attitude evaluations per window).
+//! CPU-second (user+sys, setup included; shared, loaded 2-core machine); peak
+//! RSS ~30–40 MiB at scale 0.1 and ~230 MiB at scale 1 (up to 2·threads+1
+//! blocks of 60 s in flight). The window model dominates: per sample one
+//! Poisson and one read-noise normal draw ([`noise::poisson`], the
+//! Ahrens–Dieter method of rand_distr without its per-draw set-up), the LSF
+//! from a table ([`noise::lsf_edges`]); then the crossing solves, whose
+//! attitude terms are computed once per anchor ([`scan::Anchored`]) so each
+//! evaluation is a few quaternion products and one `atan2`.
 
 pub mod noise;
 pub mod packets;
