@@ -258,7 +258,10 @@ pub fn run_daily(
     closing.health_status = health.status.clone();
     closing.health_events = health.events;
     closing.health_report = health.report_html.clone();
-    closing.windows = count_records(&out.join("ordered"), meridian_core::RecordKind::Window);
+    closing.windows = manifest
+        .chunks_of(meridian_order::Stream::Window)
+        .map(|c| c.records)
+        .sum();
 
     let manifest = RunManifest {
         software: "meridian",
@@ -407,17 +410,6 @@ fn xmatch(
     let (records, summary) = run::finish_run(vec![part]).map_err(|e| err(&e))?;
     run::write_final(&cfg.out.join("matched"), &records, &summary).map_err(|e| err(&e))?;
     Ok(summary)
-}
-
-fn count_records(dir: &Path, kind: meridian_core::RecordKind) -> u64 {
-    let Ok(manifest) = Manifest::load(dir) else {
-        return 0;
-    };
-    let stream = match kind {
-        meridian_core::RecordKind::Window => meridian_order::Stream::Window,
-        _ => return 0,
-    };
-    manifest.chunks_of(stream).map(|c| c.records).sum()
 }
 
 fn write_outputs(out: &Path, manifest: &RunManifest) -> Result<(), DailyError> {

@@ -31,10 +31,6 @@ fn heap_block(n: usize) -> usize {
     }
 }
 
-fn cmp_packet(a: &PacketRef, b: &PacketRef) -> Ordering {
-    (a.seq, a.packet_obt_ns, a.packet_hash).cmp(&(b.seq, b.packet_obt_ns, b.packet_hash))
-}
-
 impl StreamRecord for Window {
     const STREAM: Stream = Stream::Window;
     fn obt_ns(&self) -> u64 {
@@ -57,7 +53,7 @@ impl StreamRecord for Window {
             })
             .then_with(|| self.onboard_mag.cmp(&o.onboard_mag))
             .then_with(|| self.samples.cmp(&o.samples))
-            .then_with(|| cmp_packet(&self.packet_ref(), &o.packet_ref()))
+            .then_with(|| self.packet_ref().cmp(&o.packet_ref()))
     }
     fn mem_size(&self) -> usize {
         std::mem::size_of::<Self>() + heap_block(self.samples.capacity() * 2)
@@ -83,7 +79,7 @@ impl StreamRecord for Attitude {
                     .find(|c| c.is_ne())
                     .unwrap_or(Ordering::Equal)
             })
-            .then_with(|| cmp_packet(&self.packet_ref(), &o.packet_ref()))
+            .then_with(|| self.packet_ref().cmp(&o.packet_ref()))
     }
     fn mem_size(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -114,7 +110,7 @@ impl StreamRecord for Hk {
             .then_with(|| self.param.cmp(&o.param))
             .then_with(|| self.raw.total_cmp(&o.raw))
             .then_with(|| cmp_value(&self.eng, &o.eng))
-            .then_with(|| cmp_packet(&self.packet_ref(), &o.packet_ref()))
+            .then_with(|| self.packet_ref().cmp(&o.packet_ref()))
     }
     fn mem_size(&self) -> usize {
         let eng = match &self.eng {
