@@ -49,6 +49,7 @@ use crate::science::{
     Disturbance, ScienceConfig, ScienceError, ScienceSim, ScienceStats, ScienceTruthSink,
     WindowTruth,
 };
+use crate::truth_json::WindowTruthFormatter;
 use crate::{GeneratedPacket, PacketContent};
 use meridian_core::ProductWriter;
 use meridian_core::product::write_file_atomic;
@@ -234,14 +235,30 @@ struct ScienceTruthFiles {
     windows: AtomicFile,
     disturbances: AtomicFile,
     error: Option<DayError>,
+    formatter: WindowTruthFormatter,
+    line: Vec<u8>,
+}
+
+impl ScienceTruthFiles {
+    /// Renames both files into place, or reports the first write error.
+    fn finish(self) -> Result<(), DayError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.windows.finish()?;
+        self.disturbances.finish()
+    }
 }
 
 impl ScienceTruthSink for ScienceTruthFiles {
     fn window(&mut self, t: &WindowTruth) {
-        if self.error.is_none()
-            && let Err(e) = self.windows.json_line(t)
-        {
-            self.error = Some(e);
+        if self.error.is_some() {
+            return;
+        }
+        self.line.clear();
+        self.formatter.push_line(t, &mut self.line);
+        if let Err(e) = self.windows.w.write_all(&self.line) {
+            self.error = Some(io_err(&self.windows.tmp)(e));
         }
     }
     fn disturbance(&mut self, d: &Disturbance) {
@@ -291,21 +308,20 @@ struct Expected {
 }
 
 impl Expected {
-    fn push(&mut self, p: &GeneratedPacket) -> Result<(), DayError> {
+    /// Takes the packet by value: its windows become records without a copy.
+    fn push(&mut self, p: GeneratedPacket) -> Result<(), DayError> {
         let hash = xxhash_rust::xxh3::xxh3_64(&p.bytes);
-        match &p.content {
+        match p.content {
             PacketContent::Windows(ws) => {
-                for w in ws {
-                    self.windows.push(&Window {
-                        seq: p.seq,
-                        packet_obt_ns: p.obt_ns,
-                        packet_hash: hash,
-                        ..w.clone()
-                    })?;
+                for mut w in ws {
+                    w.seq = p.seq;
+                    w.packet_obt_ns = p.obt_ns;
+                    w.packet_hash = hash;
+                    self.windows.push(&w)?;
                 }
             }
             PacketContent::Attitude(samples) => {
-                for &(obt_ns, q) in samples {
+                for (obt_ns, q) in samples {
                     self.attitude.push(&Attitude {
                         obt_ns,
                         q,
@@ -318,12 +334,12 @@ impl Expected {
             PacketContent::Housekeeping { sid, raw } => {
                 let s = self
                     .db
-                    .structure(*sid)
+                    .structure(sid)
                     .expect("simulated structures are in the database");
-                for (param, &raw) in s.params.iter().zip(raw) {
+                for (param, raw) in s.params.iter().zip(raw) {
                     self.hk.push(&Hk {
                         obt_ns: p.obt_ns,
-                        sid: *sid,
+                        sid,
                         param: param.name.clone(),
                         raw,
                         eng: param.calibration.apply(raw),
@@ -349,7 +365,7 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn process(&mut self, p: &GeneratedPacket) -> Result<(), DayError> {
+    fn process(&mut self, p: GeneratedPacket) -> Result<(), DayError> {
         let sid = match &p.content {
             PacketContent::Housekeeping { sid, .. } => Some(*sid),
             _ => None,
@@ -359,7 +375,7 @@ impl Assembly {
                 .protected
                 .iter()
                 .any(|&(a, b)| (a..b).contains(&p.obt_ns));
-        let fate = self.downlink.push(p, protected, sid)?;
+        let fate = self.downlink.push(&p, protected, sid)?;
         let delivered = fate.intact_copies > 0;
         let counts = self
             .stats
@@ -369,7 +385,6 @@ impl Assembly {
         counts.generated += 1;
         if delivered {
             counts.delivered += 1;
-            self.expected.push(p)?;
             if p.apid == apid::HOUSEKEEPING {
                 self.end_of_hk = Some(self.end_of_hk.map_or(p.obt_ns, |t| t.max(p.obt_ns)));
             }
@@ -380,6 +395,9 @@ impl Assembly {
             .entry(p.apid)
             .or_default()
             .record(p.apid, p.seq, p.obt_ns, delivered);
+        if delivered {
+            self.expected.push(p)?;
+        }
         Ok(())
     }
 }
@@ -491,11 +509,13 @@ pub fn simulate_day_with_progress(
         windows: AtomicFile::create(truth_dir.join("windows.jsonl"))?,
         disturbances: AtomicFile::create(truth_dir.join("disturbances.jsonl"))?,
         error: None,
+        formatter: WindowTruthFormatter::default(),
+        line: Vec::with_capacity(512),
     };
 
     // Science runs on its own thread (and rayon pool); this thread merges its
     // packets with housekeeping in time order and drives the downlink.
-    let (science_stats, truth_files) = std::thread::scope(|scope| -> Result<_, DayError> {
+    let science_stats = std::thread::scope(|scope| -> Result<_, DayError> {
         let (tx, rx) = mpsc::sync_channel::<Vec<GeneratedPacket>>(16);
         let science = &science;
         // The catalogue (CPU-bound float formatting) is written alongside.
@@ -521,16 +541,23 @@ pub fn simulate_day_with_progress(
             };
             let stats = science.generate(&mut emit, &mut truth_files);
             if open && !batch.is_empty() {
-                let _ = tx.send(batch);
+                open = tx.send(batch).is_ok();
             }
-            (stats, truth_files)
+            drop(tx);
+            // The truth files' fsync overlaps the downlink's last passes.
+            let stats = stats?;
+            if open {
+                truth_files.finish()?;
+            } // else the downlink failed: its error is the one reported
+            Ok::<_, DayError>(stats)
         });
         let mut hk_next = hk.next();
         let mut result = Ok(());
         for batch in rx.iter() {
-            for p in &batch {
+            let last_obt_ns = batch.last().map(|p| p.obt_ns);
+            for p in batch {
                 while let Some(h) = hk_next.take_if(|h| h.obt_ns <= p.obt_ns) {
-                    result = result.and_then(|_| asm.process(&h));
+                    result = result.and_then(|_| asm.process(h));
                     hk_next = hk.next();
                 }
                 result = result.and_then(|_| asm.process(p));
@@ -538,27 +565,22 @@ pub fn simulate_day_with_progress(
             if result.is_err() {
                 break;
             }
-            if let Some(p) = batch.last() {
-                progress(p.obt_ns);
+            if let Some(t) = last_obt_ns {
+                progress(t);
             }
         }
         drop(rx);
         result?;
         while let Some(h) = hk_next {
-            asm.process(&h)?;
+            asm.process(h)?;
             hk_next = hk.next();
         }
-        let (stats, files) = producer.join().expect("science thread does not panic");
+        let stats = producer.join().expect("science thread does not panic");
         catalogue_writer
             .join()
             .expect("catalogue thread does not panic")?;
-        Ok((stats?, files))
+        stats
     })?;
-    if let Some(e) = truth_files.error {
-        return Err(e);
-    }
-    truth_files.windows.finish()?;
-    truth_files.disturbances.finish()?;
     finish(out, asm, hk, science_stats)
 }
 

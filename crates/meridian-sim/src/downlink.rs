@@ -312,6 +312,11 @@ pub struct Downlink {
     event_seq: u16,
     idle_seq: u16,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// Buffers reused across deliveries (a fresh multi-megabyte buffer per
+    /// file cost more in page faults than the copying it holds).
+    stream: Vec<u8>,
+    frame: Vec<u8>,
+    packed: Vec<u8>,
     deliveries: Vec<DeliveryTruth>,
     stats: DownlinkStats,
 }
@@ -341,6 +346,9 @@ impl Downlink {
             event_seq: 0,
             idle_seq: 0,
             zstd: None,
+            stream: Vec::new(),
+            frame: Vec::new(),
+            packed: Vec::new(),
             deliveries: Vec::new(),
             stats: DownlinkStats::default(),
         })
@@ -546,7 +554,9 @@ impl Downlink {
             unknown: Vec::new(),
         };
         let total: usize = items.iter().map(|i| i.bytes.len()).sum();
-        let mut buf = Vec::with_capacity(total + total / 64 + 1024);
+        let mut buf = std::mem::take(&mut self.stream);
+        buf.clear();
+        buf.reserve(total + total / 64 + 1024);
         let mut faults: Vec<(FaultKind, usize, usize)> = Vec::new();
         let mut intact_items: Vec<usize> = Vec::new();
         for (k, item) in items.iter().enumerate() {
@@ -627,15 +637,22 @@ impl Downlink {
         self.make_unambiguous(&mut buf, &faults, &mut d);
         d.stream_len = buf.len() as u64;
         let path = self.dir.join(&d.name);
-        let file_bytes = if compressed {
-            let (bytes, frames) = self.compress(&buf, &path)?;
-            d.frames = frames;
-            bytes
+        let written = if compressed {
+            let mut packed = std::mem::take(&mut self.packed);
+            let frames = self.compress(&buf, &mut packed, &path);
+            let written = frames.and_then(|frames| {
+                d.frames = frames;
+                d.size = packed.len() as u64;
+                Ok(write_file_atomic(&path, &packed)?)
+            });
+            self.packed = packed;
+            written
         } else {
-            buf
+            d.size = buf.len() as u64;
+            write_file_atomic(&path, &buf).map_err(DownlinkError::from)
         };
-        d.size = file_bytes.len() as u64;
-        write_file_atomic(&path, &file_bytes)?;
+        self.stream = buf;
+        written?;
         self.count(&d);
         self.deliveries.push(d);
         Ok(())
@@ -724,7 +741,14 @@ impl Downlink {
         }
     }
 
-    fn compress(&mut self, buf: &[u8], path: &Path) -> Result<(Vec<u8>, u32), DownlinkError> {
+    /// Compresses `buf` into `out` as 1 to `max_zstd_frames` frames; returns
+    /// the number of frames.
+    fn compress(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        path: &Path,
+    ) -> Result<u32, DownlinkError> {
         let err = |source| DownlinkError::Compress {
             path: path.to_owned(),
             source,
@@ -741,19 +765,32 @@ impl Downlink {
             self.zstd = Some(zstd::bulk::Compressor::new(self.cfg.zstd_level).map_err(err)?);
         }
         let z = self.zstd.as_mut().expect("compressor just made");
-        let mut out = Vec::with_capacity(buf.len() / 2 + 64);
+        let frame = &mut self.frame;
+        out.clear();
         let mut n = 0;
         for w in cuts.windows(2) {
-            let frame = z.compress(&buf[w[0]..w[1]]).map_err(err)?;
-            out.extend_from_slice(&frame);
+            compress_frame(z, &buf[w[0]..w[1]], frame).map_err(err)?;
+            out.extend_from_slice(frame);
             n += 1;
         }
         if n == 0 {
-            out = z.compress(&[]).map_err(err)?;
+            compress_frame(z, &[], frame).map_err(err)?;
+            out.extend_from_slice(frame);
             n = 1;
         }
-        Ok((out, n))
+        Ok(n)
     }
+}
+
+/// One zstd frame of `input` into `frame` (cleared first, grown as needed).
+fn compress_frame(
+    z: &mut zstd::bulk::Compressor<'static>,
+    input: &[u8],
+    frame: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    frame.clear();
+    frame.reserve(zstd::zstd_safe::compress_bound(input.len()));
+    z.compress_to_buffer(input, frame).map(|_| ())
 }
 
 /// Whether a resynchronising decoder could take offset `o` of `buf` for the
