@@ -31,6 +31,7 @@ fn main() {
         "gen" => generate(&dir, args[2].parse().unwrap(), args[3].parse().unwrap()),
         "build" => build(&dir),
         "match" => run_match(&dir),
+        "repeat" => repeat_match(&dir, args.get(2).map_or(3, |n| n.parse().unwrap())),
         other => panic!("unknown phase {other}"),
     };
     println!("{json}");
@@ -198,6 +199,35 @@ fn build(dir: &Path) -> String {
         vm_hwm_mib(),
         report.info.tiers[0].depth,
         report.info.tiers[1].sources
+    )
+}
+
+/// Only the timed match, `n` times: a clean subject for a profiler
+/// (`perf record`, `valgrind --tool=callgrind`).
+fn repeat_match(dir: &Path, n: usize) -> String {
+    let index = Index::open(dir.join("catalogue.idx")).unwrap();
+    let transits: Vec<Transit> = product::read_all(dir.join("located/transits.mprod")).unwrap();
+    let matcher = Matcher::new(&index, 1.0).unwrap();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(matcher.match_transits(&transits).unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64() / n as f64;
+    let cpu = (cpu_seconds() - cpu0) / n as f64;
+    // XM_DUMP=FILE keeps the records as JSON lines (exact floats), to check
+    // that a change leaves them identical.
+    if let Ok(path) = std::env::var("XM_DUMP") {
+        let mut w = BufWriter::new(std::fs::File::create(path).unwrap());
+        for m in matcher.match_transits(&transits).unwrap() {
+            serde_json::to_writer(&mut w, &m).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        w.flush().unwrap();
+    }
+    format!(
+        "{{\"phase\":\"repeat\",\"passes\":{n},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\"transits_per_s\":{:.0}}}",
+        transits.len() as f64 / secs
     )
 }
 

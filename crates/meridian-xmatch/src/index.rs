@@ -1064,6 +1064,19 @@ impl<'a> Tier<'a> {
         self.pos
     }
 
+    /// What the match needs of source `i` besides its position: its
+    /// `source_id`, proper motion (µα*, µδ in mas/yr) and reference epoch
+    /// (fewer memory reads than [`Tier::source`]).
+    #[inline]
+    pub fn motion(&self, i: usize) -> (i64, f64, f64, f64) {
+        (
+            self.id[i],
+            self.pmra[i] as f64,
+            self.pmdec[i] as f64,
+            self.epoch[i],
+        )
+    }
+
     #[inline]
     pub fn source(&self, i: usize) -> IndexedSource {
         let [x, y, z] = self.pos[i];

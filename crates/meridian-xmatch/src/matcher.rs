@@ -22,7 +22,6 @@ use meridian_core::Vec3;
 use meridian_core::geom::{MAS_PER_RAD, RAD_PER_ARCSEC, RAD_PER_MAS};
 use meridian_core::records::{Match, Transit};
 use meridian_core::time::julian_epoch_tt;
-use rayon::iter::Either;
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -100,12 +99,6 @@ impl CandidateLists {
     }
 }
 
-/// Candidates of one group: (transit index, start, length) into `items`.
-struct GroupCandidates {
-    spans: Vec<(u32, u32, u32)>,
-    items: Vec<Candidate>,
-}
-
 /// The matched part of a batch, and the unmatched transits still to be linked
 /// into new-source groups (which needs every unmatched transit of the run).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -140,13 +133,7 @@ fn chord2(angle: f64) -> f64 {
 
 #[inline]
 fn dist2(a: [f64; 3], b: Vec3) -> f64 {
-    let b = [b.x, b.y, b.z];
-    dist2_arr(a, b)
-}
-
-#[inline]
-fn dist2_arr(a: [f64; 3], b: [f64; 3]) -> f64 {
-    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    let (dx, dy, dz) = (a[0] - b.x, a[1] - b.y, a[2] - b.z);
     dx * dx + dy * dy + dz * dz
 }
 
@@ -173,23 +160,192 @@ pub(crate) fn cell_radius(depth: u8) -> f64 {
 struct ReachCell {
     centre: [f64; 3],
     radius: f64,
-    range: std::ops::Range<usize>,
+    start: usize,
+    end: usize,
 }
 
-impl ReachCell {
-    fn new(tier: &Tier, i: usize) -> Self {
-        let c = &tier.cell_table()[i];
-        ReachCell {
-            centre: c.centre,
-            radius: c.radius,
-            range: tier.range_of(i),
+/// The part of one tier a group of transits can reach, and the group-wide
+/// prefilter: `src_lim` is the squared chord of the radius plus the largest
+/// proper-motion margin of the group's transits, so it admits every source
+/// that any of them could match (each is then decided exactly).
+struct TierReach<'a> {
+    tier: Tier<'a>,
+    src_lim: f64,
+    chord: f64,
+    cells: Vec<ReachCell>,
+}
+
+/// A transit to search, with the HEALPix cell of the group it is searched in.
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    pos: TransitPos,
+    cell: u64,
+}
+
+impl Prepared {
+    /// From a transit's own ra/dec (degrees): the cell needs no trigonometry
+    /// back from the unit vector.
+    fn from_transit(t: &Transit, depth: u8) -> Option<Self> {
+        let pos = TransitPos::from_transit(t)?;
+        let (ra, dec) = (t.ra?, t.dec?);
+        let lon = ra.to_radians().rem_euclid(std::f64::consts::TAU);
+        let cell = nested::hash(depth, lon, dec.to_radians());
+        Some(Prepared { pos, cell })
+    }
+
+    fn from_pos(pos: &TransitPos, depth: u8) -> Self {
+        let (lon, lat) = pos.pos.to_radec_rad();
+        Prepared {
+            pos: *pos,
+            cell: nested::hash(depth, lon, lat),
         }
     }
 }
 
-/// The part of one tier a group of transits can reach.
-struct TierReach {
-    cells: Vec<ReachCell>,
+/// What the search found for one transit, ready to become a `match` record.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    n_candidates: u32,
+    sep_rad: f64,
+    source_id: i64,
+    ra_cat: f64,
+    dec_cat: f64,
+    ambiguous: Vec<i64>,
+}
+
+impl Found {
+    fn of(cands: &[Candidate]) -> Self {
+        match cands.split_first() {
+            None => Found::default(),
+            Some((best, others)) => {
+                let (ra_cat, dec_cat) = best.pos.to_radec_deg();
+                Found {
+                    n_candidates: cands.len() as u32,
+                    sep_rad: best.sep_rad,
+                    source_id: best.source_id,
+                    ra_cat,
+                    dec_cat,
+                    ambiguous: others.iter().map(|c| c.source_id).collect(),
+                }
+            }
+        }
+    }
+
+    /// The record of a matched transit (None when it has no candidate).
+    fn record(&self, t: &TransitPos) -> Option<Match> {
+        (self.n_candidates > 0).then(|| Match {
+            transit_id: t.transit_id,
+            source_id: Some(self.source_id),
+            sep_mas: Some(self.sep_rad * MAS_PER_RAD),
+            n_candidates: self.n_candidates,
+            ambiguous: self.ambiguous.clone(),
+            new_source: None,
+            ra_cat: Some(self.ra_cat),
+            dec_cat: Some(self.dec_cat),
+        })
+    }
+}
+
+/// The record of an unmatched transit (its new-source name filled in later).
+fn unmatched_record(t: &TransitPos) -> Match {
+    Match {
+        transit_id: t.transit_id,
+        source_id: None,
+        sep_mas: None,
+        n_candidates: 0,
+        ambiguous: Vec::new(),
+        new_source: None,
+        ra_cat: None,
+        dec_cat: None,
+    }
+}
+
+/// Transits in group order: `order[k]` is the transit searched `k`-th, `rank`
+/// its inverse, and group `g` spans `order[bounds[g]..bounds[g + 1]]`. Within
+/// a group, transits keep their input order.
+struct GroupOrder {
+    order: Vec<u32>,
+    rank: Vec<u32>,
+    bounds: Vec<u32>,
+}
+
+impl GroupOrder {
+    fn new(items: &[Prepared], depth: u8) -> Self {
+        let n_cells = nested::n_hash(depth);
+        if n_cells <= 2 * items.len() as u64 + 4096 {
+            Self::by_counting(items, n_cells as usize)
+        } else {
+            Self::by_sorting(items)
+        }
+    }
+
+    /// A counting sort by cell (stable), O(n + cells), with no random reads.
+    fn by_counting(items: &[Prepared], n_cells: usize) -> Self {
+        let mut next = vec![0u32; n_cells + 1];
+        for p in items {
+            next[p.cell as usize + 1] += 1;
+        }
+        let mut bounds = Vec::new();
+        for c in 1..next.len() {
+            if next[c] > 0 {
+                bounds.push(next[c - 1]);
+            }
+            next[c] += next[c - 1];
+        }
+        bounds.push(items.len() as u32);
+        let mut order = vec![0u32; items.len()];
+        let mut rank = vec![0u32; items.len()];
+        for (i, p) in items.iter().enumerate() {
+            let slot = &mut next[p.cell as usize];
+            order[*slot as usize] = i as u32;
+            rank[i] = *slot;
+            *slot += 1;
+        }
+        GroupOrder {
+            order,
+            rank,
+            bounds,
+        }
+    }
+
+    /// For cells too many to count (few transits on a deep index).
+    fn by_sorting(items: &[Prepared]) -> Self {
+        let mut keyed: Vec<(u64, u32)> = items
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| (p.cell, i as u32))
+            .collect();
+        keyed.par_sort_unstable();
+        let mut rank = vec![0u32; items.len()];
+        let mut bounds = Vec::new();
+        for (k, &(cell, i)) in keyed.iter().enumerate() {
+            rank[i as usize] = k as u32;
+            if k == 0 || keyed[k - 1].0 != cell {
+                bounds.push(k as u32);
+            }
+        }
+        bounds.push(items.len() as u32);
+        GroupOrder {
+            order: keyed.into_iter().map(|(_, i)| i).collect(),
+            rank,
+            bounds,
+        }
+    }
+
+    /// The range in `order` of the group holding position `k`.
+    fn group_of(&self, k: usize) -> std::ops::Range<usize> {
+        let g = self.bounds.partition_point(|&b| b as usize <= k) - 1;
+        self.bounds[g] as usize..self.bounds[g + 1] as usize
+    }
+}
+
+/// A worker's state while walking transits in group order: the reach of the
+/// group it is in (rebuilt when the group changes) and a candidate buffer.
+#[derive(Default)]
+struct GroupCursor<'a> {
+    group: std::ops::Range<usize>,
+    reach: Vec<TierReach<'a>>,
+    scratch: Vec<Candidate>,
 }
 
 impl<'a> Matcher<'a> {
@@ -213,78 +369,134 @@ impl<'a> Matcher<'a> {
     /// transit with a position, sorted by `transit_id`, unmatched transits linked
     /// into new-source groups among themselves.
     pub fn match_transits(&self, transits: &[Transit]) -> Result<Vec<Match>, MatchError> {
-        let outcome = self.match_batch(transits);
-        finish_matches(outcome.matched, &outcome.unmatched, self.radius)
+        let (items, depth) = self.prepare(transits);
+        if let Some(w) = items
+            .windows(2)
+            .find(|w| w[0].pos.transit_id == w[1].pos.transit_id)
+        {
+            return Err(MatchError::DuplicateTransit(w[0].pos.transit_id));
+        }
+        let (found, rank) = self.search(&items, depth, Found::of);
+        let result = |i: usize| &found[rank[i] as usize];
+        // Records in transit_id order straight away; the unmatched get their
+        // new-source names below.
+        let (mut records, unmatched): (Vec<Match>, Vec<u32>) = rayon::join(
+            || {
+                items
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        result(i)
+                            .record(&p.pos)
+                            .unwrap_or_else(|| unmatched_record(&p.pos))
+                    })
+                    .collect()
+            },
+            || {
+                (0..items.len() as u32)
+                    .into_par_iter()
+                    .filter(|&i| result(i as usize).n_candidates == 0)
+                    .collect()
+            },
+        );
+        let positions: Vec<TransitPos> = unmatched
+            .par_iter()
+            .map(|&i| items[i as usize].pos)
+            .collect();
+        let names = crate::newsource::link_new_sources(&positions, self.radius);
+        for (&i, name) in unmatched.iter().zip(names) {
+            records[i as usize].new_source = Some(name);
+        }
+        Ok(records)
     }
 
     /// Matches one batch: records for matched transits, the unmatched kept aside
     /// for [`finish_matches`]. Transits without a position are left out.
     pub fn match_batch(&self, transits: &[Transit]) -> BatchOutcome {
-        let mut positions: Vec<TransitPos> = transits
-            .par_iter()
-            .filter_map(TransitPos::from_transit)
-            .collect();
-        // In transit_id order, the records come out sorted for the final merge.
-        positions.par_sort_unstable_by_key(|t| t.transit_id);
-        let candidates = self.candidates(&positions);
-        // Straight into the two lists (in order), without a list of results.
-        let (matched, unmatched) = positions
-            .par_iter()
-            .enumerate()
-            .map(|(i, t)| (t, candidates.get(i)))
-            .partition_map(|(t, cands)| match cands.split_first() {
-                None => Either::Right(*t),
-                Some((best, others)) => {
-                    let (ra_cat, dec_cat) = best.pos.to_radec_deg();
-                    Either::Left(Match {
-                        transit_id: t.transit_id,
-                        source_id: Some(best.source_id),
-                        sep_mas: Some(best.sep_rad * MAS_PER_RAD),
-                        n_candidates: cands.len() as u32,
-                        ambiguous: others.iter().map(|c| c.source_id).collect(),
-                        new_source: None,
-                        ra_cat: Some(ra_cat),
-                        dec_cat: Some(dec_cat),
-                    })
-                }
-            });
+        let (items, depth) = self.prepare(transits);
+        let (found, rank) = self.search(&items, depth, Found::of);
+        let result = |i: usize| &found[rank[i] as usize];
+        let (matched, unmatched) = rayon::join(
+            || {
+                items
+                    .par_iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| result(i).record(&p.pos))
+                    .collect()
+            },
+            || {
+                items
+                    .par_iter()
+                    .enumerate()
+                    .filter(|(i, _)| result(*i).n_candidates == 0)
+                    .map(|(_, p)| p.pos)
+                    .collect()
+            },
+        );
         BatchOutcome { matched, unmatched }
+    }
+
+    /// The transits with a position, sorted by `transit_id` (so records come
+    /// out in order), each with its group cell, and the depth of those cells.
+    fn prepare(&self, transits: &[Transit]) -> (Vec<Prepared>, u8) {
+        let depth = self.group_depth(transits.len());
+        let mut items: Vec<Prepared> = transits
+            .par_iter()
+            .filter_map(|t| Prepared::from_transit(t, depth))
+            .collect();
+        // Products are usually in transit_id order already.
+        if !items.is_sorted_by_key(|p| p.pos.transit_id) {
+            items.par_sort_unstable_by_key(|p| p.pos.transit_id);
+        }
+        (items, depth)
     }
 
     /// Candidates of every transit, in input order, each list nearest first with
     /// ties to the smaller `source_id` (ICD §8).
     pub fn candidates(&self, transits: &[TransitPos]) -> CandidateLists {
-        let group_depth = self.group_depth(transits.len());
-        let cells: Vec<u64> = transits
+        let depth = self.group_depth(transits.len());
+        let items: Vec<Prepared> = transits
             .par_iter()
-            .map(|t| {
-                let (lon, lat) = t.pos.to_radec_rad();
-                nested::hash(group_depth, lon, lat)
-            })
+            .map(|t| Prepared::from_pos(t, depth))
             .collect();
-        let mut order: Vec<u32> = (0..transits.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&i| (cells[i as usize], i));
-        let groups: Vec<&[u32]> = order
-            .chunk_by(|a, b| cells[*a as usize] == cells[*b as usize])
-            .collect();
-        let per_group: Vec<GroupCandidates> = groups
-            .par_iter()
-            .with_min_len(16)
-            .map(|g| self.match_group(g, transits))
-            .collect();
-        // One flat list; each transit's slice found through `spans`.
-        let mut lists = CandidateLists {
-            spans: vec![(0, 0); transits.len()],
-            items: Vec::with_capacity(per_group.iter().map(|g| g.items.len()).sum()),
-        };
-        for g in per_group {
-            let base = lists.items.len() as u32;
-            for (i, start, len) in g.spans {
-                lists.spans[i as usize] = (base + start, len);
-            }
-            lists.items.extend(g.items);
+        let (found, rank) = self.search(&items, depth, <[Candidate]>::to_vec);
+        let mut lists = CandidateLists::default();
+        for &k in &rank {
+            let list = &found[k as usize];
+            lists
+                .spans
+                .push((lists.items.len() as u32, list.len() as u32));
+            lists.items.extend_from_slice(list);
         }
         lists
+    }
+
+    /// Runs the search over `items` in group order on rayon's pool and returns
+    /// `make`'s result for each transit's sorted candidates, in group order,
+    /// with the rank of each item in it. `depth` is the depth of the items'
+    /// cells.
+    fn search<S, F>(&self, items: &[Prepared], depth: u8, make: F) -> (Vec<S>, Vec<u32>)
+    where
+        S: Send,
+        F: Fn(&[Candidate]) -> S + Sync,
+    {
+        let groups = GroupOrder::new(items, depth);
+        let found = (0..items.len())
+            .into_par_iter()
+            .with_min_len(256)
+            .map_init(GroupCursor::default, |cur, k| {
+                if !cur.group.contains(&k) {
+                    cur.group = groups.group_of(k);
+                    self.reach_group(&groups.order[cur.group.clone()], items, &mut cur.reach);
+                }
+                let t = &items[groups.order[k] as usize].pos;
+                cur.scratch.clear();
+                self.match_one(t, &cur.reach, &mut cur.scratch);
+                sort_candidates(&mut cur.scratch);
+                make(&cur.scratch)
+            })
+            .collect();
+        (found, groups.rank)
     }
 
     /// Depth of the cells transits are grouped by: coarse enough that a group
@@ -303,69 +515,67 @@ impl<'a> Matcher<'a> {
             .unwrap_or(coarsest)
     }
 
-    fn match_group(&self, members: &[u32], transits: &[TransitPos]) -> GroupCandidates {
+    /// Fills `reach` with what the group `members` can reach in each tier.
+    fn reach_group(&self, members: &[u32], items: &[Prepared], reach: &mut Vec<TierReach<'a>>) {
         // The group's cone is the smallest sphere around its transits' mean that
         // holds them all (exact and tight; a lone transit gives radius 0).
+        let pos = |i: &u32| &items[*i as usize].pos;
         let mut sum = Vec3::default();
-        for &i in members {
-            sum = sum + transits[i as usize].pos;
+        for i in members {
+            sum = sum + pos(i).pos;
         }
         let centre = sum.normalized();
-        let spread = members
+        // The farthest member by chord, turned into an angle once (exact to
+        // rounding, which the cone's `widen` covers).
+        let spread_chord2 = members
             .iter()
-            .map(|&i| centre.angle_to(transits[i as usize].pos))
+            .map(|i| dist2([centre.x, centre.y, centre.z], pos(i).pos))
             .fold(0.0, f64::max);
+        let spread = 2.0 * (spread_chord2.sqrt() / 2.0).min(1.0).asin();
         let (lon, lat) = centre.to_radec_rad();
-        let reach: Vec<(Tier, TierReach)> = (0..N_TIERS)
-            .map(|t| self.index.tier(t))
-            .filter(|tier| !tier.is_empty())
-            .map(|tier| {
-                let margin = members
-                    .iter()
-                    .map(|&i| pm_margin(&tier, transits[i as usize].epoch))
-                    .fold(0.0, f64::max);
-                let cone = widen(spread + self.radius + margin);
-                (tier, reach_of(&tier, lon, lat, cone))
-            })
-            .collect();
-        let mut out = GroupCandidates {
-            spans: Vec::with_capacity(members.len()),
-            items: Vec::new(),
-        };
-        for &i in members {
-            let start = out.items.len();
-            self.match_one(&transits[i as usize], &reach, &mut out.items);
-            sort_candidates(&mut out.items[start..]);
-            let len = out.items.len() - start;
-            out.spans.push((i, start as u32, len as u32));
+        reach.clear();
+        for tier in (0..N_TIERS).map(|t| self.index.tier(t)) {
+            if tier.is_empty() {
+                continue;
+            }
+            let margin = members
+                .iter()
+                .map(|i| pm_margin(&tier, pos(i).epoch))
+                .fold(0.0, f64::max);
+            let src_lim = chord2(widen(self.radius + margin));
+            let cone = widen(spread + self.radius + margin);
+            reach.push(TierReach {
+                tier,
+                src_lim,
+                chord: src_lim.sqrt(),
+                cells: reach_of(&tier, lon, lat, cone),
+            });
         }
-        out
     }
 
     /// Appends the candidates of `t` to `found`, unsorted.
-    fn match_one(&self, t: &TransitPos, reach: &[(Tier, TierReach)], found: &mut Vec<Candidate>) {
-        for (tier, r) in reach {
-            let search = widen(self.radius + pm_margin(tier, t.epoch));
-            let src_lim = chord2(search);
-            let chord = src_lim.sqrt();
+    fn match_one(&self, t: &TransitPos, reach: &[TierReach], found: &mut Vec<Candidate>) {
+        for r in reach {
+            let (tier, src_lim) = (&r.tier, r.src_lim);
             let positions = tier.positions();
             for cell in &r.cells {
                 // Triangle inequality on chords: no source of the cell is within
                 // `chord` of t when t is beyond the cell's sphere plus `chord`.
-                let reach = cell.radius + chord;
+                let reach = cell.radius + r.chord;
                 if dist2(cell.centre, t.pos) > reach * reach {
                     continue;
                 }
-                let start = cell.range.start;
-                for (k, p) in positions[cell.range.clone()].iter().enumerate() {
+                let (start, end) = (cell.start, cell.end);
+                for (k, p) in positions[start..end].iter().enumerate() {
                     if dist2(*p, t.pos) <= src_lim {
-                        let s = tier.source(start + k);
-                        let u = propagate(s.pos, s.pmra, s.pmdec, t.epoch - s.ref_epoch);
+                        let (source_id, pmra, pmdec, ref_epoch) = tier.motion(start + k);
+                        let r = Vec3::new(p[0], p[1], p[2]);
+                        let u = propagate(r, pmra, pmdec, t.epoch - ref_epoch);
                         let sep = t.pos.angle_to(u);
                         if sep <= self.radius {
                             found.push(Candidate {
                                 sep_rad: sep,
-                                source_id: s.source_id,
+                                source_id,
                                 pos: u,
                             });
                         }
@@ -386,23 +596,49 @@ pub fn sort_candidates(c: &mut [Candidate]) {
 }
 
 /// Non-empty cells of a tier overlapping the cone `(lon, lat, cone)`.
-fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> TierReach {
-    let cells: Vec<ReachCell> = if cone >= PI / 2.0 {
+fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> Vec<ReachCell> {
+    let cell = |i: usize| {
+        let c = &tier.cell_table()[i];
+        let range = tier.range_of(i);
+        ReachCell {
+            centre: c.centre,
+            radius: c.radius,
+            start: range.start,
+            end: range.end,
+        }
+    };
+    if cone >= PI / 2.0 {
         // Hemisphere-sized cones: every cell, filtered per transit anyway.
-        (0..tier.n_cells())
-            .map(|i| ReachCell::new(tier, i))
-            .collect()
+        (0..tier.n_cells()).map(cell).collect()
     } else {
         // cdshealpix decides overlap with its own centre-to-vertex bound, which
         // can be 8% short (see `cell_radius`): widen the cone by 10% of a cell.
         let cone = cone + 0.1 * cell_radius(tier.depth);
-        nested::cone_coverage_approx(tier.depth, lon, lat, cone)
-            .flat_iter()
-            .filter_map(|cell| tier.cell_index(cell))
-            .map(|i| ReachCell::new(tier, i))
-            .collect()
-    };
-    TierReach { cells }
+        let table = tier.cell_table();
+        let mut found = Vec::new();
+        // Covered cells come in increasing order: each is looked up from
+        // where the previous one was found, by galloping (a few steps, as
+        // neighbouring cells sit close in the table).
+        let (mut at, mut prev) = (0, 0);
+        for c in nested::cone_coverage_approx(tier.depth, lon, lat, cone).flat_iter() {
+            if c < prev {
+                at = 0;
+            }
+            prev = c;
+            let (mut hi, mut step) = (at, 1);
+            while hi < table.len() && table[hi].cell < c {
+                at = hi + 1;
+                hi += step;
+                step *= 2;
+            }
+            at += table[at..hi.min(table.len())].partition_point(|e| e.cell < c);
+            if table.get(at).is_some_and(|e| e.cell == c) {
+                found.push(cell(at));
+                at += 1;
+            }
+        }
+        found
+    }
 }
 
 /// Completes ICD §8 for a whole run: links the unmatched transits into
@@ -467,6 +703,44 @@ mod tests {
                 for &(blon, blat) in border.iter() {
                     let d = c.angle_to(Vec3::from_radec_rad(blon, blat));
                     assert!(d * 1.05 < cell_radius(depth), "depth {depth} cell {h}: {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counting_and_sorting_give_the_same_group_order() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for (n, depth) in [(0usize, 1u8), (1, 0), (50, 1), (1000, 2), (300, 3)] {
+            let items: Vec<Prepared> = (0..n)
+                .map(|i| Prepared {
+                    pos: TransitPos {
+                        transit_id: i as u64,
+                        pos: Vec3::new(0.0, 0.0, 1.0),
+                        epoch: 2016.0,
+                    },
+                    cell: next() % nested::n_hash(depth),
+                })
+                .collect();
+            let a = GroupOrder::by_counting(&items, nested::n_hash(depth) as usize);
+            let b = GroupOrder::by_sorting(&items);
+            assert_eq!(a.order, b.order, "n {n} depth {depth}");
+            assert_eq!(a.rank, b.rank);
+            assert_eq!(a.bounds, b.bounds);
+            for (k, &i) in a.order.iter().enumerate() {
+                assert_eq!(a.rank[i as usize] as usize, k);
+                let g = a.group_of(k);
+                assert!(g.contains(&k));
+                let cell = items[i as usize].cell;
+                assert!(a.order[g].iter().all(|&j| items[j as usize].cell == cell));
+                if k > 0 {
+                    assert!(items[a.order[k - 1] as usize].cell <= cell, "cells ascend");
                 }
             }
         }
