@@ -204,8 +204,12 @@ fn parts(cfg: &DayConfig, mb: f64) -> anyhow::Result<()> {
     let catalogue_s = t.elapsed().as_secs_f64();
     let mut packets = Vec::new();
     let t = Instant::now();
-    sim.generate(&mut |p| packets.push(p), &mut NoTruth)?;
+    let science = sim.generate(&mut |p| packets.push(p), &mut NoTruth)?;
     let science_s = t.elapsed().as_secs_f64();
+    println!(
+        "science: {} transits, {} windows, {} candidate stars examined",
+        science.transits, science.windows, science.candidate_stars
+    );
     let hk = HkSim::new(cfg.seed, cfg.start_obt_ns, cfg.duration_s, &cfg.hk)?;
     packets.extend(hk);
     packets.sort_by_key(|p| p.obt_ns);

@@ -168,18 +168,29 @@ impl CellGrid {
 
     /// Expected-count weights (area × density at the centre) of the cells of
     /// one band.
+    ///
+    /// The same arithmetic as `bounds`, `Vec3::from_radec_deg` and `area_deg2`
+    /// per cell (bit for bit, a test checks), with what is constant along a
+    /// band computed once: this is most of a short run's set-up.
     fn band_weights(&self, band: usize) -> Vec<f64> {
-        let first = self.band_start[band];
-        (first..first + self.band_cells[band])
-            .map(|cell| {
-                let (ra0, ra1, dec0, dec1) = self.bounds(cell);
-                let centre = Vec3::from_radec_deg(0.5 * (ra0 + ra1), 0.5 * (dec0 + dec1));
-                self.area_deg2(cell) * density_weight(galactic_latitude_deg(centre))
+        let n = self.band_cells[band] as f64;
+        let dec0 = -90.0 + band as f64 * CELL_DEG;
+        let dec1 = dec0 + CELL_DEG;
+        let (sd, cd) = (0.5 * (dec0 + dec1)).to_radians().sin_cos();
+        let band_sin = dec1.to_radians().sin() - dec0.to_radians().sin();
+        (0..self.band_cells[band])
+            .map(|i| {
+                let (ra0, ra1) = (i as f64 * 360.0 / n, (i + 1) as f64 * 360.0 / n);
+                let (sa, ca) = (0.5 * (ra0 + ra1)).to_radians().sin_cos();
+                let centre = Vec3::new(cd * ca, cd * sa, sd);
+                let area = (ra1 - ra0) * band_sin * (180.0 / std::f64::consts::PI);
+                area * density_weight(galactic_latitude_deg(centre))
             })
             .collect()
     }
 
-    /// Solid angle of a cell, square degrees.
+    /// Solid angle of a cell, square degrees (the reference for `band_weights`).
+    #[cfg(test)]
     fn area_deg2(&self, cell: u32) -> f64 {
         let (ra0, ra1, dec0, dec1) = self.bounds(cell);
         (ra1 - ra0)
@@ -556,6 +567,23 @@ mod tests {
             let c = g.cell_of(ra, dec);
             let (r0, r1, d0, d1) = g.bounds(c);
             assert!((r0..r1).contains(&ra) && d0 <= dec && dec <= d1);
+        }
+    }
+
+    #[test]
+    fn band_weights_match_the_per_cell_formulas_bit_for_bit() {
+        let g = CellGrid::new();
+        for band in [0, 1, 100, 359, 360, 500, g.n_bands() - 1] {
+            let first = g.band_start[band];
+            let reference: Vec<u64> = (first..first + g.band_cells[band])
+                .map(|cell| {
+                    let (ra0, ra1, dec0, dec1) = g.bounds(cell);
+                    let centre = Vec3::from_radec_deg(0.5 * (ra0 + ra1), 0.5 * (dec0 + dec1));
+                    (g.area_deg2(cell) * density_weight(galactic_latitude_deg(centre))).to_bits()
+                })
+                .collect();
+            let fast: Vec<u64> = g.band_weights(band).iter().map(|w| w.to_bits()).collect();
+            assert_eq!(fast, reference, "band {band}");
         }
     }
 
