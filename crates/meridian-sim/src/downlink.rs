@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc;
 
 /// APID of the on-board event reports the simulator adds (not in ICD §4).
 pub const EVENT_APID: u16 = 0x3FF;
@@ -166,6 +167,8 @@ pub enum DownlinkError {
     Config(String),
     #[error(transparent)]
     Write(#[from] meridian_core::ProductError),
+    #[error("{0}: the delivery writer stopped before it")]
+    WriterStopped(PathBuf),
     #[error("compressing {path}: {source}")]
     Compress {
         path: PathBuf,
@@ -316,7 +319,7 @@ pub struct Downlink {
     /// file cost more in page faults than the copying it holds).
     stream: Vec<u8>,
     frame: Vec<u8>,
-    packed: Vec<u8>,
+    writer: FileWriter,
     deliveries: Vec<DeliveryTruth>,
     stats: DownlinkStats,
 }
@@ -348,7 +351,7 @@ impl Downlink {
             zstd: None,
             stream: Vec::new(),
             frame: Vec::new(),
-            packed: Vec::new(),
+            writer: FileWriter::spawn(),
             deliveries: Vec::new(),
             stats: DownlinkStats::default(),
         })
@@ -433,7 +436,8 @@ impl Downlink {
         })
     }
 
-    /// Sends everything still queued and returns what was delivered.
+    /// Sends everything still queued and returns what was delivered, once
+    /// every delivery file is in place.
     pub fn finish(mut self) -> Result<(Vec<DeliveryTruth>, DownlinkStats), DownlinkError> {
         while !(self.hk_queue.is_empty()
             && self.science_now.is_empty()
@@ -442,10 +446,11 @@ impl Downlink {
         {
             self.run_pass(true)?;
         }
+        self.writer.finish()?;
         Ok((self.deliveries, self.stats))
     }
 
-    /// Deliveries written so far.
+    /// Deliveries made so far (their files may still be being written).
     pub fn deliveries(&self) -> &[DeliveryTruth] {
         &self.deliveries
     }
@@ -637,22 +642,18 @@ impl Downlink {
         self.make_unambiguous(&mut buf, &faults, &mut d);
         d.stream_len = buf.len() as u64;
         let path = self.dir.join(&d.name);
-        let written = if compressed {
-            let mut packed = std::mem::take(&mut self.packed);
-            let frames = self.compress(&buf, &mut packed, &path);
-            let written = frames.and_then(|frames| {
-                d.frames = frames;
-                d.size = packed.len() as u64;
-                Ok(write_file_atomic(&path, &packed)?)
-            });
-            self.packed = packed;
-            written
+        let file_bytes = if compressed {
+            let mut packed = self.writer.spare_buffer();
+            d.frames = self.compress(&buf, &mut packed, &path)?;
+            self.stream = buf;
+            packed
         } else {
-            d.size = buf.len() as u64;
-            write_file_atomic(&path, &buf).map_err(DownlinkError::from)
+            // The stream itself goes to the writer; the next one needs a buffer.
+            self.stream = self.writer.spare_buffer();
+            buf
         };
-        self.stream = buf;
-        written?;
+        d.size = file_bytes.len() as u64;
+        self.writer.write(path, file_bytes)?;
         self.count(&d);
         self.deliveries.push(d);
         Ok(())
@@ -779,6 +780,75 @@ impl Downlink {
             n = 1;
         }
         Ok(n)
+    }
+}
+
+/// Writes delivery files atomically on a thread of its own, so the next
+/// pass is assembled while a file is written and fsynced (the fsyncs were
+/// most of a day's wall time once the CPU work was parallel). Buffers come
+/// back for reuse; the first error is reported by the next call.
+struct FileWriter {
+    jobs: Option<mpsc::SyncSender<(PathBuf, Vec<u8>)>>,
+    spare: mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<Result<(), meridian_core::ProductError>>>,
+}
+
+impl FileWriter {
+    fn spawn() -> Self {
+        // One file waiting while one is written: memory stays at a few files.
+        let (jobs, queue) = mpsc::sync_channel::<(PathBuf, Vec<u8>)>(1);
+        let (give_back, spare) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for (path, bytes) in queue {
+                write_file_atomic(&path, &bytes)?;
+                // The downlink may be gone already: then nobody wants it.
+                let _ = give_back.send(bytes);
+            }
+            Ok(())
+        });
+        Self {
+            jobs: Some(jobs),
+            spare,
+            thread: Some(thread),
+        }
+    }
+
+    /// An empty buffer, recycled from a written file when there is one.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.try_recv().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    fn write(&mut self, path: PathBuf, bytes: Vec<u8>) -> Result<(), DownlinkError> {
+        let sent = match &self.jobs {
+            Some(jobs) => jobs.send((path.clone(), bytes)).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its error explains why.
+        self.finish()?;
+        Err(DownlinkError::WriterStopped(path))
+    }
+
+    /// Waits for every queued file; the first error if one failed.
+    fn finish(&mut self) -> Result<(), DownlinkError> {
+        self.jobs = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => Ok(result?),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        // Files already queued are still written (and their errors ignored:
+        // the downlink was abandoned before `finish`).
+        let _ = self.finish();
     }
 }
 
