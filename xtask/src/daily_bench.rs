@@ -159,19 +159,24 @@ fn report(
         telemetry_bytes as f64 / 1e6,
         summary["delivery_stream_bytes"].as_f64().unwrap_or(0.0) / 1e6
     );
-    println!("{:<10} {:>10} {:>12}", "stage", "wall s", "peak RSS");
+    println!(
+        "{:<10} {:>10} {:>10} {:>12}",
+        "stage", "wall s", "CPU s", "peak RSS"
+    );
     for stage in manifest["stages"].as_array().into_iter().flatten() {
         println!(
-            "{:<10} {:>10.2} {:>12}",
+            "{:<10} {:>10.2} {:>10.2} {:>12}",
             stage["stage"].as_str().unwrap_or("?"),
             stage["seconds"].as_f64().unwrap_or(f64::NAN),
+            stage["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
             gib(&stage["peak_rss_bytes"])
         );
     }
     println!(
-        "{:<10} {:>10.2} {:>12}",
+        "{:<10} {:>10.2} {:>10} {:>12}",
         "total",
         total_s,
+        "",
         gib(&manifest["peak_rss_bytes"])
     );
     // The catalogue index is built once per catalogue release, not per day: in

@@ -1,4 +1,4 @@
-//! Peak resident memory per stage (Linux): VmHWM from /proc/self/status, which
+//! Peak resident memory and CPU time per stage (Linux): VmHWM from /proc/self/status, which
 //! the kernel lets a process reset by writing 5 to /proc/self/clear_refs.
 //! Elsewhere these report None rather than a wrong number.
 
@@ -53,5 +53,36 @@ mod tests {
         let peak = super::peak_rss_since_reset().unwrap();
         assert!(peak >= 64 << 20, "{peak}");
         assert!(super::process_peak_rss().unwrap() >= peak);
+    }
+}
+
+/// CPU time (user + system, every thread) of the process so far, seconds (Linux:
+/// /proc/self/stat, whose tick is the kernel ABI's fixed USER_HZ of 100).
+/// Next to wall time it shows how well a stage used the cores, and it stays
+/// comparable when other work shares the machine.
+pub fn process_cpu_seconds() -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name, which may itself hold spaces.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn cpu_seconds_grow_with_work() {
+        let Some(before) = super::process_cpu_seconds() else {
+            return; // not Linux: nothing to measure
+        };
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed().as_millis() < 300 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = super::process_cpu_seconds().unwrap();
+        assert!(after - before >= 0.1, "{before} -> {after}");
     }
 }

@@ -8,6 +8,7 @@
 //! | `meridian_daily_peak_rss_bytes` | peak resident memory of the run |
 //! | `meridian_daily_stage_seconds{stage}` | wall time per stage |
 //! | `meridian_daily_stage_peak_rss_bytes{stage}` | peak resident memory per stage |
+//! | `meridian_daily_stage_cpu_seconds{stage}` | CPU time (all threads) per stage |
 //! | `meridian_daily_deliveries{state="found"/"new"/"failed"}` | deliveries |
 //! | `meridian_daily_input_bytes` | bytes of delivery files decoded this run |
 //! | `meridian_daily_chunks{status}` | chunks by status |
@@ -75,6 +76,17 @@ pub fn render(m: &RunManifest) -> String {
         "meridian_daily_stage_peak_rss_bytes",
         "Peak resident memory per stage of the last run.",
         &rss,
+    );
+    let cpu: Vec<(&str, f64)> = m
+        .stages
+        .iter()
+        .zip(&labels)
+        .filter_map(|(s, l)| s.cpu_seconds.map(|c| (l.as_str(), c)))
+        .collect();
+    gauge(
+        "meridian_daily_stage_cpu_seconds",
+        "CPU time (user + system, all threads) per stage of the last run.",
+        &cpu,
     );
     gauge(
         "meridian_daily_deliveries",

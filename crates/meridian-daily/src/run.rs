@@ -67,6 +67,9 @@ pub struct StageReport {
     /// Peak resident memory during the stage (Linux: VmHWM after resetting it
     /// at the stage's start), octets.
     pub peak_rss_bytes: Option<u64>,
+    /// CPU seconds (user + system, all threads) the stage used: over `seconds`,
+    /// how many cores it kept busy.
+    pub cpu_seconds: Option<f64>,
     /// The stage's own summary.
     pub summary: serde_json::Value,
 }
@@ -291,6 +294,7 @@ fn timed<T: Serialize>(
     tracing::info!(stage, "starting");
     progress.stage(stage, total);
     crate::memory::reset_peak_rss();
+    let cpu_before = crate::memory::process_cpu_seconds();
     let started = Instant::now();
     let result = body();
     progress.done();
@@ -299,6 +303,9 @@ fn timed<T: Serialize>(
         stage,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: crate::memory::peak_rss_since_reset(),
+        cpu_seconds: crate::memory::process_cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before),
         summary: serde_json::to_value(&value).unwrap_or(serde_json::Value::Null),
     };
     tracing::info!(stage, seconds = report.seconds, "finished");
