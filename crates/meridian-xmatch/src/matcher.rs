@@ -159,7 +159,10 @@ pub(crate) fn cell_radius(depth: u8) -> f64 {
 /// it needs no trigonometry and is tighter than the cell's geometric bound).
 struct ReachCell {
     centre: [f64; 3],
-    radius: f64,
+    /// Squared (sphere radius + the group's prefilter chord): by the triangle
+    /// inequality on chords, no source of the cell passes the prefilter for a
+    /// transit farther than this from the centre.
+    reach2: f64,
     start: usize,
     end: usize,
 }
@@ -171,7 +174,6 @@ struct ReachCell {
 struct TierReach<'a> {
     tier: Tier<'a>,
     src_lim: f64,
-    chord: f64,
     cells: Vec<ReachCell>,
 }
 
@@ -481,15 +483,22 @@ impl<'a> Matcher<'a> {
         F: Fn(&[Candidate]) -> S + Sync,
     {
         let groups = GroupOrder::new(items, depth);
+        // The transits copied into group order once (in parallel), so that the
+        // group set-up and the search read them in sequence.
+        let sorted: Vec<TransitPos> = groups
+            .order
+            .par_iter()
+            .map(|&i| items[i as usize].pos)
+            .collect();
         let found = (0..items.len())
             .into_par_iter()
             .with_min_len(256)
             .map_init(GroupCursor::default, |cur, k| {
                 if !cur.group.contains(&k) {
                     cur.group = groups.group_of(k);
-                    self.reach_group(&groups.order[cur.group.clone()], items, &mut cur.reach);
+                    self.reach_group(&sorted[cur.group.clone()], &mut cur.reach);
                 }
-                let t = &items[groups.order[k] as usize].pos;
+                let t = &sorted[k];
                 cur.scratch.clear();
                 self.match_one(t, &cur.reach, &mut cur.scratch);
                 sort_candidates(&mut cur.scratch);
@@ -516,20 +525,19 @@ impl<'a> Matcher<'a> {
     }
 
     /// Fills `reach` with what the group `members` can reach in each tier.
-    fn reach_group(&self, members: &[u32], items: &[Prepared], reach: &mut Vec<TierReach<'a>>) {
+    fn reach_group(&self, members: &[TransitPos], reach: &mut Vec<TierReach<'a>>) {
         // The group's cone is the smallest sphere around its transits' mean that
         // holds them all (exact and tight; a lone transit gives radius 0).
-        let pos = |i: &u32| &items[*i as usize].pos;
         let mut sum = Vec3::default();
-        for i in members {
-            sum = sum + pos(i).pos;
+        for t in members {
+            sum = sum + t.pos;
         }
         let centre = sum.normalized();
         // The farthest member by chord, turned into an angle once (exact to
         // rounding, which the cone's `widen` covers).
         let spread_chord2 = members
             .iter()
-            .map(|i| dist2([centre.x, centre.y, centre.z], pos(i).pos))
+            .map(|t| dist2([centre.x, centre.y, centre.z], t.pos))
             .fold(0.0, f64::max);
         let spread = 2.0 * (spread_chord2.sqrt() / 2.0).min(1.0).asin();
         let (lon, lat) = centre.to_radec_rad();
@@ -540,15 +548,14 @@ impl<'a> Matcher<'a> {
             }
             let margin = members
                 .iter()
-                .map(|i| pm_margin(&tier, pos(i).epoch))
+                .map(|t| pm_margin(&tier, t.epoch))
                 .fold(0.0, f64::max);
             let src_lim = chord2(widen(self.radius + margin));
             let cone = widen(spread + self.radius + margin);
             reach.push(TierReach {
                 tier,
                 src_lim,
-                chord: src_lim.sqrt(),
-                cells: reach_of(&tier, lon, lat, cone),
+                cells: reach_of(&tier, lon, lat, cone, src_lim.sqrt()),
             });
         }
     }
@@ -559,10 +566,7 @@ impl<'a> Matcher<'a> {
             let (tier, src_lim) = (&r.tier, r.src_lim);
             let positions = tier.positions();
             for cell in &r.cells {
-                // Triangle inequality on chords: no source of the cell is within
-                // `chord` of t when t is beyond the cell's sphere plus `chord`.
-                let reach = cell.radius + r.chord;
-                if dist2(cell.centre, t.pos) > reach * reach {
+                if dist2(cell.centre, t.pos) > cell.reach2 {
                     continue;
                 }
                 let (start, end) = (cell.start, cell.end);
@@ -595,14 +599,15 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     });
 }
 
-/// Non-empty cells of a tier overlapping the cone `(lon, lat, cone)`.
-fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64) -> Vec<ReachCell> {
+/// Non-empty cells of a tier overlapping the cone `(lon, lat, cone)`, for a
+/// prefilter of chord `chord`.
+fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64, chord: f64) -> Vec<ReachCell> {
     let cell = |i: usize| {
         let c = &tier.cell_table()[i];
         let range = tier.range_of(i);
         ReachCell {
             centre: c.centre,
-            radius: c.radius,
+            reach2: (c.radius + chord) * (c.radius + chord),
             start: range.start,
             end: range.end,
         }
@@ -651,17 +656,11 @@ pub fn finish_matches(
 ) -> Result<Vec<Match>, MatchError> {
     let names = crate::newsource::link_new_sources(unmatched, radius_rad);
     let mut new: Vec<Match> = unmatched
-        .iter()
+        .par_iter()
         .zip(names)
         .map(|(t, name)| Match {
-            transit_id: t.transit_id,
-            source_id: None,
-            sep_mas: None,
-            n_candidates: 0,
-            ambiguous: Vec::new(),
             new_source: Some(name),
-            ra_cat: None,
-            dec_cat: None,
+            ..unmatched_record(t)
         })
         .collect();
     // One batch's records are already in order; several batches' are not.
@@ -670,22 +669,40 @@ pub fn finish_matches(
             v.par_sort_unstable_by_key(|m| m.transit_id);
         }
     }
-    let mut all = Vec::with_capacity(matched.len() + new.len());
-    let (mut a, mut b) = (matched.into_iter().peekable(), new.into_iter().peekable());
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.transit_id <= y.transit_id,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
+    // The merge decides on the ids alone (one sequential pass); the records
+    // themselves are then copied into place in parallel.
+    let mut picks = Vec::with_capacity(matched.len() + new.len());
+    let (mut i, mut j) = (0, 0);
+    let mut last = None;
+    while i < matched.len() || j < new.len() {
+        let from_new =
+            i == matched.len() || (j < new.len() && new[j].transit_id < matched[i].transit_id);
+        let id = if from_new {
+            new[j].transit_id
+        } else {
+            matched[i].transit_id
         };
-        let next = if take_a { a.next() } else { b.next() };
-        all.extend(next);
+        if last == Some(id) {
+            return Err(MatchError::DuplicateTransit(id));
+        }
+        last = Some(id);
+        picks.push(if from_new { (true, j) } else { (false, i) });
+        if from_new {
+            j += 1;
+        } else {
+            i += 1;
+        }
     }
-    if let Some(w) = all.windows(2).find(|w| w[0].transit_id == w[1].transit_id) {
-        return Err(MatchError::DuplicateTransit(w[0].transit_id));
-    }
-    Ok(all)
+    Ok(picks
+        .par_iter()
+        .map(|&(from_new, k)| {
+            if from_new {
+                new[k].clone()
+            } else {
+                matched[k].clone()
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

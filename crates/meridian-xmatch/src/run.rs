@@ -26,6 +26,7 @@ use crate::matcher::{MatchError, Matcher, TransitPos, finish_matches};
 use meridian_core::Vec3;
 use meridian_core::product::{self, ProductError, ProductReader};
 use meridian_core::records::{Match, RecordKind, Transit};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -375,22 +376,31 @@ fn summarise(
     read: u64,
     no_pos: u64,
 ) -> XmatchSummary {
-    let mut hist = BTreeMap::new();
-    let mut group_size: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut seps = Vec::new();
-    for m in records {
-        *hist.entry(m.n_candidates).or_insert(0) += 1;
-        if let Some(g) = m.new_source {
-            *group_size.entry(g).or_insert(0) += 1;
-        }
-        seps.extend(m.sep_mas);
-    }
-    seps.sort_by(f64::total_cmp);
+    // Counted in parallel: the run's records number in the millions.
+    let hist = records
+        .par_iter()
+        .fold(BTreeMap::new, |mut h, m| {
+            *h.entry(m.n_candidates).or_insert(0u64) += 1;
+            h
+        })
+        .reduce(BTreeMap::new, |mut a, b| {
+            for (k, v) in b {
+                *a.entry(k).or_insert(0) += v;
+            }
+            a
+        });
+    let mut seps: Vec<f64> = records.par_iter().filter_map(|m| m.sep_mas).collect();
+    seps.par_sort_unstable_by(f64::total_cmp);
     let quantile =
         |q: f64| (!seps.is_empty()).then(|| seps[((seps.len() - 1) as f64 * q).round() as usize]);
+    // Group sizes: runs of equal names once the names are sorted.
+    let mut names: Vec<u64> = records.par_iter().filter_map(|m| m.new_source).collect();
+    names.par_sort_unstable();
     let mut sizes = BTreeMap::new();
-    for size in group_size.values() {
-        *sizes.entry(*size).or_insert(0) += 1;
+    let mut n_groups = 0;
+    for group in names.chunk_by(|a, b| a == b) {
+        n_groups += 1;
+        *sizes.entry(group.len() as u64).or_insert(0) += 1;
     }
     let matched = seps.len() as u64;
     let unmatched = records.len() as u64 - matched;
@@ -403,10 +413,10 @@ fn summarise(
         transits_unmatched: unmatched,
         match_rate: (!records.is_empty()).then(|| matched as f64 / records.len() as f64),
         candidates_histogram: hist,
-        ambiguous_transits: records.iter().filter(|m| m.n_candidates > 1).count() as u64,
+        ambiguous_transits: records.par_iter().filter(|m| m.n_candidates > 1).count() as u64,
         sep_mas_median: quantile(0.5),
         sep_mas_p90: quantile(0.9),
-        new_source_groups: group_size.len() as u64,
+        new_source_groups: n_groups,
         new_source_group_sizes: sizes,
     }
 }
