@@ -22,7 +22,8 @@
 //! # Runs
 //!
 //! `hk_state.json` holds the checker state before and after the run and a
-//! fingerprint (xxh3) of the run's input bytes and mission database. The next run
+//! fingerprint (xxh3) of the run's inputs (product files by their header, which
+//! holds their body's checksum) and mission database. The next run
 //! resumes from the *after* state, skipping housekeeping already checked
 //! (`obt_ns` at or before the last checked time); a run over exactly the same
 //! inputs (a re-run after a crash or by hand) starts again from the *before*
@@ -165,11 +166,23 @@ pub fn discover(dirs: &[PathBuf], out: &Path) -> Result<Inputs, HealthError> {
     Ok(inputs)
 }
 
+/// Identifies the inputs by content. A product file stands for its header, whose
+/// body checksum and length already identify the body (and are verified when the
+/// body is read), so the run does not read every product twice; other files
+/// (the database, manifests) are hashed whole.
 fn fingerprint(db_path: &Path, files: &[PathBuf]) -> Result<String, HealthError> {
     let mut h = Xxh3::new();
     for path in std::iter::once(db_path).chain(files.iter().map(PathBuf::as_path)) {
-        let bytes = std::fs::read(path).map_err(|e| input_error(path, e.to_string()))?;
         h.update(path.to_string_lossy().as_bytes());
+        if let Ok(header) = read_header(path) {
+            h.update(b"product");
+            h.update(&[header.kind as u8]);
+            for v in [header.record_count, header.body_len, header.body_checksum] {
+                h.update(&v.to_le_bytes());
+            }
+            continue;
+        }
+        let bytes = std::fs::read(path).map_err(|e| input_error(path, e.to_string()))?;
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
@@ -184,6 +197,31 @@ fn read_kind<R: Record>(paths: &[PathBuf]) -> Result<Vec<R>, HealthError> {
         }
     }
     Ok(out)
+}
+
+/// Streams every observation file into science accumulators, files in parallel
+/// (nine observations per transit make this the health stage's largest input).
+fn observation_health<'c>(
+    paths: &[PathBuf],
+    cfg: &'c ScienceConfig,
+) -> Result<ScienceAccumulator<'c>, HealthError> {
+    use rayon::prelude::*;
+    paths
+        .par_iter()
+        .map(|path| {
+            let mut acc = ScienceAccumulator::new(cfg);
+            for o in ProductReader::<Observation>::open(path)? {
+                acc.add_observation(&o?);
+            }
+            Ok(acc)
+        })
+        .try_reduce(
+            || ScienceAccumulator::new(cfg),
+            |mut a, b| {
+                a.merge(b);
+                Ok(a)
+            },
+        )
 }
 
 fn load_state(path: &Path) -> Result<Option<StateFile>, HealthError> {
@@ -306,16 +344,14 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
     let already_checked = pass.already_checked;
     let hk = pass.checker.finish();
 
-    let transits: Vec<Transit> = read_kind(&inputs.transits)?;
-    let matches: Vec<Match> = read_kind(&inputs.matches)?;
-    let mut science = ScienceAccumulator::new(&opts.config.science);
+    let (transits, matches) = rayon::join(
+        || read_kind::<Transit>(&inputs.transits),
+        || read_kind::<Match>(&inputs.matches),
+    );
+    let (transits, matches) = (transits?, matches?);
+    let mut science = observation_health(&inputs.observations, &opts.config.science)?;
     science.add_transits(&transits, &matches);
     drop(matches);
-    for path in &inputs.observations {
-        for o in ProductReader::<Observation>::open(path)? {
-            science.add_observation(&o?);
-        }
-    }
     let science = science.finish();
     let dataflow = completeness_events(&inputs.completeness, &opts.config.dataflow);
 
@@ -386,4 +422,39 @@ fn write_outputs(
     bytes.push(b'\n');
     write_file_atomic(opts.state_path(), &bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_core::records::Quarantine;
+
+    fn product(path: &Path, reason: &str) {
+        let q = Quarantine {
+            delivery: "d".into(),
+            offset: 0,
+            length: 1,
+            reason: reason.into(),
+            bytes: vec![1],
+        };
+        product::write_all(path, [&q]).unwrap();
+    }
+
+    /// The fingerprint reads product headers only, yet still changes with a
+    /// product's content, and with other files' bytes.
+    #[test]
+    fn fingerprint_follows_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, p) = (dir.path().join("db.toml"), dir.path().join("x.mprod"));
+        std::fs::write(&db, "a").unwrap();
+        product(&p, "one");
+        let first = fingerprint(&db, std::slice::from_ref(&p)).unwrap();
+        product(&p, "one");
+        assert_eq!(fingerprint(&db, std::slice::from_ref(&p)).unwrap(), first);
+        product(&p, "two");
+        let second = fingerprint(&db, std::slice::from_ref(&p)).unwrap();
+        assert_ne!(second, first);
+        std::fs::write(&db, "b").unwrap();
+        assert_ne!(fingerprint(&db, std::slice::from_ref(&p)).unwrap(), second);
+    }
 }

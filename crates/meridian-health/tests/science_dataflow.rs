@@ -212,3 +212,35 @@ fn a_disturbance_shows_on_a_sparse_sky() {
         20 - detected
     );
 }
+
+#[test]
+fn accumulators_merged_in_any_split_give_the_whole_day() {
+    use meridian_health::science::ScienceAccumulator;
+    let hit = Disturbance {
+        obt_ns: T0 + 5000 * S,
+        rate_mas_s: -3.0,
+        settle_s: 60.0,
+    };
+    let (obs, transits, matches) = science_day(T0, 2.0, 0.1, 3, &[hit]);
+    let cfg = ScienceConfig::default();
+    let whole = science_health(&obs, &transits, &matches, &cfg);
+    assert!(
+        !whole.events.is_empty(),
+        "the hit must give events to compare"
+    );
+    // Observations split unevenly and merged in reverse order, as parallel
+    // readers of several files would.
+    let parts: Vec<&[_]> = vec![&obs[..7], &obs[7..obs.len() / 3], &obs[obs.len() / 3..]];
+    let mut merged = ScienceAccumulator::new(&cfg);
+    for part in parts.iter().rev() {
+        let mut acc = ScienceAccumulator::new(&cfg);
+        for o in *part {
+            acc.add_observation(o);
+        }
+        merged.merge(acc);
+    }
+    merged.add_transits(&transits, &matches);
+    let split = merged.finish();
+    assert_eq!(split.bins, whole.bins);
+    assert_eq!(split.events, whole.events);
+}
