@@ -55,6 +55,7 @@
 //! attitude terms are computed once per anchor ([`scan::Anchored`]) so each
 //! evaluation is a few quaternion products and one `atan2`.
 
+mod fixed;
 pub mod noise;
 pub mod packets;
 pub mod scan;
@@ -67,6 +68,7 @@ use meridian_core::time::{NS_PER_S, julian_epoch_tt};
 use packets::{AttitudePacket, BlockOutput, Emitter, PackedTransit};
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
 use scan::{Instant, ScanLaw};
 use serde::{Deserialize, Serialize};
 use sky::{FileSky, ProceduralSky, Star};
@@ -393,18 +395,36 @@ impl ScienceSim {
         writeln!(w, "{}", sky::CSV_HEADER)?;
         match &self.sky {
             Sky::Procedural(s) => {
-                let mut stars = Vec::new();
-                for cell in 0..s.grid().n_cells() {
-                    stars.clear();
-                    s.stars_in(cell, &mut stars);
-                    for star in &stars {
-                        sky::write_star(&mut w, star)?;
+                // Cells are generated and formatted in parallel, a bounded
+                // run of them at a time, and written in cell order.
+                const CELLS_PER_TASK: u32 = 64;
+                const TASKS_PER_ROUND: u32 = 64;
+                let n = s.grid().n_cells();
+                let per_round = CELLS_PER_TASK * TASKS_PER_ROUND;
+                for round in (0..n).step_by(per_round as usize) {
+                    let chunks: Vec<Vec<u8>> = (round..n.min(round + per_round))
+                        .step_by(CELLS_PER_TASK as usize)
+                        .collect::<Vec<u32>>()
+                        .into_par_iter()
+                        .map(|first| {
+                            let mut text = Vec::new();
+                            for cell in first..n.min(first + CELLS_PER_TASK) {
+                                s.push_rows(cell, &mut text);
+                            }
+                            text
+                        })
+                        .collect();
+                    for text in &chunks {
+                        w.write_all(text)?;
                     }
                 }
             }
             Sky::File(s) => {
+                let mut line = Vec::with_capacity(128);
                 for star in s.in_file_order() {
-                    sky::write_star(&mut w, star)?;
+                    line.clear();
+                    sky::push_star(&mut line, star);
+                    w.write_all(&line)?;
                 }
             }
         }

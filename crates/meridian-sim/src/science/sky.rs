@@ -304,6 +304,28 @@ impl ProceduralSky {
 
     /// Appends the stars of `cell`.
     pub fn stars_in(&self, cell: u32, out: &mut Vec<Star>) {
+        self.for_each_star_in(cell, |row| {
+            out.push(Star::new(
+                row.source_id,
+                row.ra_deg,
+                row.dec_deg,
+                row.pmra,
+                row.pmdec,
+                row.ref_epoch,
+                row.g,
+            ))
+        });
+    }
+
+    /// Appends the catalogue rows of `cell` (as [`push_star`] of its stars,
+    /// without the unit vectors the CSV does not need).
+    pub fn push_rows(&self, cell: u32, out: &mut Vec<u8>) {
+        out.reserve(self.count(cell) as usize * 96);
+        self.for_each_star_in(cell, |row| push_row(out, &row));
+    }
+
+    /// Calls `f` with each star of `cell`, in order.
+    fn for_each_star_in(&self, cell: u32, mut f: impl FnMut(Row)) {
         let count = self.count(cell);
         if count == 0 {
             return;
@@ -333,16 +355,15 @@ impl ProceduralSky {
                 (a * PM_SIGMA_MAS_YR, b * PM_SIGMA_MAS_YR)
             };
             // Round to what the CSV carries so the written catalogue is the truth.
-            let source_id = ((cell as i64) << 32) | j as i64;
-            out.push(Star::new(
-                source_id,
-                round_to(ra, 1e12),
-                round_to(dec, 1e12),
-                round_to(pmra, 1e6),
-                round_to(pmdec, 1e6),
-                PROCEDURAL_REF_EPOCH,
-                round_to(g, 1e6),
-            ));
+            f(Row {
+                source_id: ((cell as i64) << 32) | j as i64,
+                ra_deg: round_to(ra, 1e12),
+                dec_deg: round_to(dec, 1e12),
+                pmra: round_to(pmra, 1e6),
+                pmdec: round_to(pmdec, 1e6),
+                ref_epoch: PROCEDURAL_REF_EPOCH,
+                g: round_to(g, 1e6),
+            });
         }
     }
 }
@@ -436,11 +457,55 @@ pub const CSV_HEADER: &str = "source_id,ra,dec,pmra,pmdec,ref_epoch,phot_g_mean_
 /// Writes one catalogue row: ra/dec with 12 decimals of degree (3.6 µas), so
 /// the CSV round-trips far below 0.1 mas.
 pub fn write_star(w: &mut impl Write, s: &Star) -> io::Result<()> {
-    writeln!(
-        w,
-        "{},{:.12},{:.12},{:.6},{:.6},{:.1},{:.6}",
-        s.source_id, s.ra_deg, s.dec_deg, s.pmra, s.pmdec, s.ref_epoch, s.g
-    )
+    let mut line = Vec::with_capacity(128);
+    push_star(&mut line, s);
+    w.write_all(&line)
+}
+
+/// The catalogue columns of one star.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    source_id: i64,
+    ra_deg: f64,
+    dec_deg: f64,
+    pmra: f64,
+    pmdec: f64,
+    ref_epoch: f64,
+    g: f64,
+}
+
+/// Appends one catalogue row, byte for byte
+/// `"{},{:.12},{:.12},{:.6},{:.6},{:.1},{:.6}\n"` (see [`super::fixed`]).
+pub fn push_star(out: &mut Vec<u8>, s: &Star) {
+    push_row(
+        out,
+        &Row {
+            source_id: s.source_id,
+            ra_deg: s.ra_deg,
+            dec_deg: s.dec_deg,
+            pmra: s.pmra,
+            pmdec: s.pmdec,
+            ref_epoch: s.ref_epoch,
+            g: s.g,
+        },
+    );
+}
+
+fn push_row(out: &mut Vec<u8>, s: &Row) {
+    use super::fixed::{push_fixed, push_i64};
+    push_i64(out, s.source_id);
+    for (x, decimals) in [
+        (s.ra_deg, 12),
+        (s.dec_deg, 12),
+        (s.pmra, 6),
+        (s.pmdec, 6),
+        (s.ref_epoch, 1),
+        (s.g, 6),
+    ] {
+        out.push(b',');
+        push_fixed(out, x, decimals);
+    }
+    out.push(b'\n');
 }
 
 /// Splits one CSV line into fields, honouring double quotes ("" inside quotes
@@ -667,6 +732,36 @@ mod tests {
                 * MAS_PER_RAD
                 < 1e-6
         );
+    }
+
+    #[test]
+    fn star_rows_equal_core_fmt_byte_for_byte() {
+        let sky = ProceduralSky::new(7, 2_000_000);
+        let mut stars = vec![
+            Star::new(5, 359.123456789012, -45.5, 1.5, -2.25, 2016.0, 19.5),
+            Star::new(-3, 0.1, -0.0, -0.0, 1e-9, 2015.55, 7.0),
+        ];
+        for cell in (0..sky.grid().n_cells()).step_by(997) {
+            let first = stars.len();
+            sky.stars_in(cell, &mut stars);
+            // The catalogue writer's direct rows are the stars' rows.
+            let (mut direct, mut via_stars) = (Vec::new(), Vec::new());
+            sky.push_rows(cell, &mut direct);
+            stars[first..]
+                .iter()
+                .for_each(|s| push_star(&mut via_stars, s));
+            assert_eq!(direct, via_stars, "cell {cell}");
+        }
+        assert!(stars.len() > 1000);
+        for s in &stars {
+            let mut ours = Vec::new();
+            write_star(&mut ours, s).unwrap();
+            let reference = format!(
+                "{},{:.12},{:.12},{:.6},{:.6},{:.1},{:.6}\n",
+                s.source_id, s.ra_deg, s.dec_deg, s.pmra, s.pmdec, s.ref_epoch, s.g
+            );
+            assert_eq!(String::from_utf8(ours).unwrap(), reference);
+        }
     }
 
     #[test]
