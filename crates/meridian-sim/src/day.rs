@@ -43,7 +43,9 @@
 //! for the same configuration whatever the thread count. Memory stays bounded
 //! by a few passes of telemetry (see [`crate::downlink`]), not by the day.
 
-use crate::downlink::{DeliveryTruth, Downlink, DownlinkConfig, DownlinkError, DownlinkStats};
+use crate::downlink::{
+    DeliveryTruth, Downlink, DownlinkConfig, DownlinkError, DownlinkStats, PacketHead,
+};
 use crate::hk::{HkConfig, HkError, HkSim, db::MISSION_DB_TOML};
 use crate::science::{
     Disturbance, ScienceConfig, ScienceError, ScienceSim, ScienceStats, ScienceTruthSink,
@@ -236,12 +238,28 @@ struct ScienceTruthFiles {
     disturbances: AtomicFile,
     error: Option<DayError>,
     formatter: WindowTruthFormatter,
-    line: Vec<u8>,
+    /// Window lines not yet written: formatted in place and handed to the
+    /// file in large writes that bypass its buffer (one copy, not two, of
+    /// the day's largest file).
+    pending: Vec<u8>,
 }
 
+/// Octets of window truth gathered before a write.
+const TRUTH_WRITE: usize = 1 << 20;
+
 impl ScienceTruthFiles {
+    fn write_pending(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.windows.w.write_all(&self.pending)
+        {
+            self.error = Some(io_err(&self.windows.tmp)(e));
+        }
+        self.pending.clear();
+    }
+
     /// Renames both files into place, or reports the first write error.
-    fn finish(self) -> Result<(), DayError> {
+    fn finish(mut self) -> Result<(), DayError> {
+        self.write_pending();
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -255,10 +273,9 @@ impl ScienceTruthSink for ScienceTruthFiles {
         if self.error.is_some() {
             return;
         }
-        self.line.clear();
-        self.formatter.push_line(t, &mut self.line);
-        if let Err(e) = self.windows.w.write_all(&self.line) {
-            self.error = Some(io_err(&self.windows.tmp)(e));
+        self.formatter.push_line(t, &mut self.pending);
+        if self.pending.len() >= TRUTH_WRITE {
+            self.write_pending();
         }
     }
     fn disturbance(&mut self, d: &Disturbance) {
@@ -308,10 +325,10 @@ struct Expected {
 }
 
 impl Expected {
-    /// Takes the packet by value: its windows become records without a copy.
-    fn push(&mut self, p: GeneratedPacket) -> Result<(), DayError> {
-        let hash = xxhash_rust::xxh3::xxh3_64(&p.bytes);
-        match p.content {
+    /// Takes the content by value: its windows become records without a copy.
+    /// `hash` is the xxh3-64 of the packet's bytes.
+    fn push(&mut self, p: PacketHead, hash: u64, content: PacketContent) -> Result<(), DayError> {
+        match content {
             PacketContent::Windows(ws) => {
                 for mut w in ws {
                     w.seq = p.seq;
@@ -375,7 +392,16 @@ impl Assembly {
                 .protected
                 .iter()
                 .any(|&(a, b)| (a..b).contains(&p.obt_ns));
-        let fate = self.downlink.push(&p, protected, sid)?;
+        let GeneratedPacket {
+            apid,
+            seq,
+            obt_ns,
+            bytes,
+            content,
+        } = p;
+        let p = PacketHead { apid, seq, obt_ns };
+        let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+        let fate = self.downlink.push_bytes(p, bytes, protected, sid)?;
         let delivered = fate.intact_copies > 0;
         let counts = self
             .stats
@@ -396,7 +422,7 @@ impl Assembly {
             .or_default()
             .record(p.apid, p.seq, p.obt_ns, delivered);
         if delivered {
-            self.expected.push(p)?;
+            self.expected.push(p, hash, content)?;
         }
         Ok(())
     }
@@ -510,7 +536,7 @@ pub fn simulate_day_with_progress(
         disturbances: AtomicFile::create(truth_dir.join("disturbances.jsonl"))?,
         error: None,
         formatter: WindowTruthFormatter::default(),
-        line: Vec::with_capacity(512),
+        pending: Vec::with_capacity(TRUTH_WRITE + 4096),
     };
 
     // Science runs on its own thread (and rayon pool); this thread merges its

@@ -245,6 +245,15 @@ pub struct DeliveryTruth {
     pub unknown: Vec<PacketSpan>,
 }
 
+/// The header fields of a packet the downlink needs beside its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketHead {
+    pub apid: u16,
+    pub seq: u16,
+    /// Packet time, OBT ns.
+    pub obt_ns: u64,
+}
+
 /// What happened to one generated packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fate {
@@ -285,7 +294,7 @@ struct Item {
     apid: u16,
     seq: u16,
     obt_ns: u64,
-    bytes: Rc<[u8]>,
+    bytes: Rc<Vec<u8>>,
     role: Role,
 }
 
@@ -365,6 +374,22 @@ impl Downlink {
         protected: bool,
         sid: Option<u16>,
     ) -> Result<Fate, DownlinkError> {
+        let head = PacketHead {
+            apid: packet.apid,
+            seq: packet.seq,
+            obt_ns: packet.obt_ns,
+        };
+        self.push_bytes(head, packet.bytes.clone(), protected, sid)
+    }
+
+    /// [`Downlink::push`] of a packet's encoded bytes, taken without a copy.
+    pub fn push_bytes(
+        &mut self,
+        packet: PacketHead,
+        bytes: Vec<u8>,
+        protected: bool,
+        sid: Option<u16>,
+    ) -> Result<Fate, DownlinkError> {
         while packet.obt_ns >= self.pass_end(self.pass) {
             self.run_pass(false)?;
         }
@@ -380,7 +405,7 @@ impl Downlink {
         if *burst > 0 {
             *burst -= 1;
         }
-        let bytes: Rc<[u8]> = Rc::from(packet.bytes.as_slice());
+        let bytes = Rc::new(bytes);
         let item = |role| Item {
             apid: packet.apid,
             seq: packet.seq,
@@ -527,7 +552,7 @@ impl Downlink {
             apid: EVENT_APID,
             seq: self.event_seq,
             obt_ns: t,
-            bytes: Rc::from(bytes),
+            bytes: Rc::new(bytes),
             role: Role::Unknown,
         };
         self.event_seq = (self.event_seq + 1) % SEQ_MODULUS;
