@@ -264,9 +264,17 @@ fn batches_of_chunks_change_nothing() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     write_ordered(input.path(), CHUNK, &windows, &attitude, |_, _| 1);
-    let first = run(input.path(), out.path());
+    // Batches of 7 chunks: every batch boundary has transits across it.
+    let first = plan(input.path(), out.path())
+        .unwrap()
+        .with_batch_chunks(7)
+        .execute(|| {})
+        .unwrap();
     assert!(first.window_chunks > 32, "{first:?}");
     assert_eq!(first.transits, sim.len() as u64);
+    let one_batch = tempfile::tempdir().unwrap();
+    run(input.path(), one_batch.path());
+    assert_eq!(snapshot(out.path()), snapshot(one_batch.path()));
 
     let changed_start = T0 + 20 * CHUNK;
     let fewer: Vec<Window> = windows
