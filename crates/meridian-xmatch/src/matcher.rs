@@ -555,7 +555,7 @@ impl<'a> Matcher<'a> {
             reach.push(TierReach {
                 tier,
                 src_lim,
-                cells: reach_of(&tier, lon, lat, cone, src_lim.sqrt()),
+                cells: reach_of(&tier, centre, (lon, lat), cone, src_lim.sqrt()),
             });
         }
     }
@@ -599,51 +599,74 @@ pub fn sort_candidates(c: &mut [Candidate]) {
     });
 }
 
-/// Non-empty cells of a tier overlapping the cone `(lon, lat, cone)`, for a
-/// prefilter of chord `chord`.
-fn reach_of(tier: &Tier, lon: f64, lat: f64, cone: f64, chord: f64) -> Vec<ReachCell> {
-    let cell = |i: usize| {
-        let c = &tier.cell_table()[i];
-        let range = tier.range_of(i);
-        ReachCell {
-            centre: c.centre,
-            reach2: (c.radius + chord) * (c.radius + chord),
-            start: range.start,
-            end: range.end,
-        }
+/// Levels above a tier's depth at which a group's cone is covered: a
+/// coverage of a few large cells costs far less than one of tens of small
+/// ones, and each large cell is a contiguous run of the tier's cell table.
+const COVER_LEVELS: u8 = 3;
+
+/// Non-empty cells of a tier that sources within the cone `(centre, cone)`
+/// (`lon_lat`: the centre's longitude and latitude, radians) can lie in, for a prefilter of chord `chord`. The cone is covered with
+/// cells `COVER_LEVELS` above the tier's depth; the tier's cells inside them
+/// are kept when their sphere meets the cone's (chord) sphere.
+fn reach_of(
+    tier: &Tier,
+    centre: Vec3,
+    lon_lat: (f64, f64),
+    cone: f64,
+    chord: f64,
+) -> Vec<ReachCell> {
+    let table = tier.cell_table();
+    let cone_chord = chord2(cone).sqrt();
+    let keep = |i: usize| {
+        let c = &table[i];
+        let reach = c.radius + cone_chord;
+        (dist2(c.centre, centre) <= reach * reach).then(|| {
+            let range = tier.range_of(i);
+            ReachCell {
+                centre: c.centre,
+                reach2: (c.radius + chord) * (c.radius + chord),
+                start: range.start,
+                end: range.end,
+            }
+        })
     };
     if cone >= PI / 2.0 {
-        // Hemisphere-sized cones: every cell, filtered per transit anyway.
-        (0..tier.n_cells()).map(cell).collect()
-    } else {
-        // cdshealpix decides overlap with its own centre-to-vertex bound, which
-        // can be 8% short (see `cell_radius`): widen the cone by 10% of a cell.
-        let cone = cone + 0.1 * cell_radius(tier.depth);
-        let table = tier.cell_table();
-        let mut found = Vec::new();
-        // Covered cells come in increasing order: each is looked up from
-        // where the previous one was found, by galloping (a few steps, as
-        // neighbouring cells sit close in the table).
-        let (mut at, mut prev) = (0, 0);
-        for c in nested::cone_coverage_approx(tier.depth, lon, lat, cone).flat_iter() {
-            if c < prev {
-                at = 0;
-            }
-            prev = c;
-            let (mut hi, mut step) = (at, 1);
-            while hi < table.len() && table[hi].cell < c {
-                at = hi + 1;
-                hi += step;
-                step *= 2;
-            }
-            at += table[at..hi.min(table.len())].partition_point(|e| e.cell < c);
-            if table.get(at).is_some_and(|e| e.cell == c) {
-                found.push(cell(at));
-                at += 1;
-            }
-        }
-        found
+        // Hemisphere-sized cones: every cell's sphere is tested.
+        return (0..table.len()).filter_map(keep).collect();
     }
+    let depth = tier.depth.saturating_sub(COVER_LEVELS);
+    let shift = 2 * u32::from(tier.depth - depth);
+    // cdshealpix decides overlap with its own centre-to-vertex bound, which
+    // can be 8% short (see `cell_radius`): widen the cone by 10% of a cell.
+    let cover = cone + 0.1 * cell_radius(depth);
+    let (lon, lat) = lon_lat;
+    let mut found = Vec::new();
+    // Covered cells come in increasing order: each run of the table is
+    // looked up from where the previous one ended, by galloping.
+    let mut at = 0;
+    let mut prev = 0;
+    for big in nested::cone_coverage_approx(depth, lon, lat, cover).flat_iter() {
+        if big < prev {
+            at = 0;
+        }
+        prev = big;
+        let start = gallop(table, at, big << shift);
+        at = gallop(table, start, (big + 1) << shift);
+        found.extend((start..at).filter_map(keep));
+    }
+    found
+}
+
+/// The first index at or after `from` whose cell is ≥ `cell` (the table is
+/// sorted by cell and every index before `from` is below `cell`).
+fn gallop(table: &[crate::index::CellEntry], from: usize, cell: u64) -> usize {
+    let (mut at, mut hi, mut step) = (from, from, 1);
+    while hi < table.len() && table[hi].cell < cell {
+        at = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    at + table[at..hi.min(table.len())].partition_point(|e| e.cell < cell)
 }
 
 /// Completes ICD §8 for a whole run: links the unmatched transits into
