@@ -159,6 +159,9 @@ pub(crate) fn cell_radius(depth: u8) -> f64 {
 /// it needs no trigonometry and is tighter than the cell's geometric bound).
 struct ReachCell {
     centre: [f64; 3],
+    /// The coordinate axis along which the cell is widest (the centre's
+    /// smallest component): most sources fail the prefilter on it alone.
+    axis: usize,
     /// Squared (sphere radius + the group's prefilter chord): by the triangle
     /// inequality on chords, no source of the cell passes the prefilter for a
     /// transit farther than this from the centre.
@@ -570,7 +573,15 @@ impl<'a> Matcher<'a> {
                     continue;
                 }
                 let (start, end) = (cell.start, cell.end);
+                let (axis, t_axis) = (cell.axis, [t.pos.x, t.pos.y, t.pos.z][cell.axis]);
                 for (k, p) in positions[start..end].iter().enumerate() {
+                    // One axis first: dist2 ≥ d², also in floating point (a
+                    // sum of non-negative terms only grows by rounding), so
+                    // this rejects exactly sources the full test rejects.
+                    let d = p[axis] - t_axis;
+                    if d * d > src_lim {
+                        continue;
+                    }
                     if dist2(*p, t.pos) <= src_lim {
                         let (source_id, pmra, pmdec, ref_epoch) = tier.motion(start + k);
                         let r = Vec3::new(p[0], p[1], p[2]);
@@ -622,8 +633,17 @@ fn reach_of(
         let reach = c.radius + cone_chord;
         (dist2(c.centre, centre) <= reach * reach).then(|| {
             let range = tier.range_of(i);
+            let abs = c.centre.map(f64::abs);
+            let axis = if abs[0] <= abs[1] && abs[0] <= abs[2] {
+                0
+            } else if abs[1] <= abs[2] {
+                1
+            } else {
+                2
+            };
             ReachCell {
                 centre: c.centre,
+                axis,
                 reach2: (c.radius + chord) * (c.radius + chord),
                 start: range.start,
                 end: range.end,
