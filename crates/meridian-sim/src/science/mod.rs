@@ -61,6 +61,7 @@ pub mod packets;
 pub mod scan;
 pub mod sky;
 pub mod windows;
+mod ziggurat_tables;
 
 use crate::GeneratedPacket;
 use meridian_core::geom::RAD_PER_MAS;

@@ -15,7 +15,7 @@ use meridian_core::instrument::{
 use meridian_core::records::Window;
 use meridian_core::time::julian_epoch_tt;
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::Normal;
 
 // The platform C library's erfc: several times faster than the pure-Rust `libm`
 // one behind `instrument::normal_cdf`, which dominated the simulator's profile.
@@ -189,7 +189,9 @@ pub fn simulate_transit(
             .map(|edge| {
                 let lambda = background + flux * (edge[1] - edge[0]);
                 let photons = noise::poisson(lambda, rng);
-                noise::adu_from_charge(photons + read_noise.sample(rng))
+                // `read_noise.sample(rng)`, draw for draw.
+                let read = read_noise.mean() + read_noise.std_dev() * noise::standard_normal(rng);
+                noise::adu_from_charge(photons + read)
             })
             .collect();
         let (ra_deg, dec_deg) = u.to_radec_deg();
