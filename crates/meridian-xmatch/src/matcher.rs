@@ -177,6 +177,12 @@ struct ReachCell {
 struct TierReach<'a> {
     tier: Tier<'a>,
     src_lim: f64,
+    /// The axis along which the group's cells spread most (its centre's
+    /// smallest component); `cells` are sorted by their centre on it.
+    axis: usize,
+    /// The largest `sqrt(reach2)` of the cells: a transit farther than this
+    /// from a cell's centre along `axis` cannot reach it.
+    max_reach: f64,
     cells: Vec<ReachCell>,
 }
 
@@ -375,9 +381,10 @@ impl<'a> Matcher<'a> {
     /// into new-source groups among themselves.
     pub fn match_transits(&self, transits: &[Transit]) -> Result<Vec<Match>, MatchError> {
         let (items, depth) = self.prepare(transits);
+        // Sorted by prepare: a duplicate is a neighbour with the same id.
         if let Some(w) = items
-            .windows(2)
-            .find(|w| w[0].pos.transit_id == w[1].pos.transit_id)
+            .par_windows(2)
+            .find_first(|w| w[0].pos.transit_id == w[1].pos.transit_id)
         {
             return Err(MatchError::DuplicateTransit(w[0].pos.transit_id));
         }
@@ -450,7 +457,10 @@ impl<'a> Matcher<'a> {
             .filter_map(|t| Prepared::from_transit(t, depth))
             .collect();
         // Products are usually in transit_id order already.
-        if !items.is_sorted_by_key(|p| p.pos.transit_id) {
+        if !items
+            .par_windows(2)
+            .all(|w| w[0].pos.transit_id <= w[1].pos.transit_id)
+        {
             items.par_sort_unstable_by_key(|p| p.pos.transit_id);
         }
         (items, depth)
@@ -555,25 +565,39 @@ impl<'a> Matcher<'a> {
                 .fold(0.0, f64::max);
             let src_lim = chord2(widen(self.radius + margin));
             let cone = widen(spread + self.radius + margin);
+            let axis = widest_axis([centre.x, centre.y, centre.z]);
+            let mut cells = reach_of(&tier, centre, (lon, lat), cone, src_lim.sqrt());
+            cells.sort_unstable_by(|a, b| a.centre[axis].total_cmp(&b.centre[axis]));
+            let max_reach = cells.iter().map(|c| c.reach2).fold(0.0, f64::max).sqrt();
             reach.push(TierReach {
                 tier,
                 src_lim,
-                cells: reach_of(&tier, centre, (lon, lat), cone, src_lim.sqrt()),
+                axis,
+                max_reach: widen(max_reach),
+                cells,
             });
         }
     }
 
     /// Appends the candidates of `t` to `found`, unsorted.
     fn match_one(&self, t: &TransitPos, reach: &[TierReach], found: &mut Vec<Candidate>) {
+        let tv = [t.pos.x, t.pos.y, t.pos.z];
         for r in reach {
             let (tier, src_lim) = (&r.tier, r.src_lim);
             let positions = tier.positions();
-            for cell in &r.cells {
+            // Only cells whose centre lies within `max_reach` of t along the
+            // axis can pass the sphere test (|Δ on one axis| ≤ distance).
+            let v = tv[r.axis];
+            let lo = r
+                .cells
+                .partition_point(|c| c.centre[r.axis] < v - r.max_reach);
+            let hi = lo + r.cells[lo..].partition_point(|c| c.centre[r.axis] <= v + r.max_reach);
+            for cell in &r.cells[lo..hi] {
                 if dist2(cell.centre, t.pos) > cell.reach2 {
                     continue;
                 }
                 let (start, end) = (cell.start, cell.end);
-                let (axis, t_axis) = (cell.axis, [t.pos.x, t.pos.y, t.pos.z][cell.axis]);
+                let (axis, t_axis) = (cell.axis, tv[cell.axis]);
                 for (k, p) in positions[start..end].iter().enumerate() {
                     // One axis first: dist2 ≥ d², also in floating point (a
                     // sum of non-negative terms only grows by rounding), so
@@ -601,12 +625,17 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// Nearest first, ties to the smaller `source_id` (ICD §8).
+/// Nearest first, ties to the smaller `source_id` (ICD §8); rows sharing a
+/// `source_id` at the same separation are ordered by position, so that the
+/// order never depends on the order in which cells were searched.
 pub fn sort_candidates(c: &mut [Candidate]) {
     c.sort_unstable_by(|a, b| {
         a.sep_rad
             .total_cmp(&b.sep_rad)
             .then(a.source_id.cmp(&b.source_id))
+            .then(a.pos.x.total_cmp(&b.pos.x))
+            .then(a.pos.y.total_cmp(&b.pos.y))
+            .then(a.pos.z.total_cmp(&b.pos.z))
     });
 }
 
@@ -633,17 +662,9 @@ fn reach_of(
         let reach = c.radius + cone_chord;
         (dist2(c.centre, centre) <= reach * reach).then(|| {
             let range = tier.range_of(i);
-            let abs = c.centre.map(f64::abs);
-            let axis = if abs[0] <= abs[1] && abs[0] <= abs[2] {
-                0
-            } else if abs[1] <= abs[2] {
-                1
-            } else {
-                2
-            };
             ReachCell {
                 centre: c.centre,
-                axis,
+                axis: widest_axis(c.centre),
                 reach2: (c.radius + chord) * (c.radius + chord),
                 start: range.start,
                 end: range.end,
@@ -675,6 +696,19 @@ fn reach_of(
         found.extend((start..at).filter_map(keep));
     }
     found
+}
+
+/// The coordinate axis along which a small patch of sphere around `v` is
+/// widest: that of `v`'s smallest component.
+fn widest_axis(v: [f64; 3]) -> usize {
+    let abs = v.map(f64::abs);
+    if abs[0] <= abs[1] && abs[0] <= abs[2] {
+        0
+    } else if abs[1] <= abs[2] {
+        1
+    } else {
+        2
+    }
 }
 
 /// The first index at or after `from` whose cell is ≥ `cell` (the table is
