@@ -61,10 +61,6 @@ pub const TRANSIT_SPAN_NS: u64 = 60 * NS_PER_S;
 /// Beyond a window's `obt_ns`, its `t_obs` lies at most 32 samples later; 1 s
 /// bounds that generously.
 const T_OBS_MARGIN_NS: u64 = NS_PER_S;
-/// zstd level of the output products: observations are mostly noisy floats,
-/// which level 1 shrinks only 10 % more than this fast level, for 5 % more of
-/// the whole stage's CPU time (measured on the 1 % day).
-const OUTPUT_ZSTD_LEVEL: i32 = -3;
 /// Window chunks processed together by default, sharing their decoded
 /// neighbours. Each batch also fits the chunk after its last (for transits
 /// crossing the boundary), so larger batches fit fewer windows twice; 64 chunks
@@ -506,9 +502,8 @@ fn remove_outputs(out_dir: &Path, start: u64) -> Result<(), LocateError> {
     Ok(())
 }
 
-/// Writes a product at [`OUTPUT_ZSTD_LEVEL`].
 fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Result<(), LocateError> {
-    let mut w = ProductWriter::<R>::with_level(path, OUTPUT_ZSTD_LEVEL)?;
+    let mut w = ProductWriter::<R>::create(path)?;
     for r in records {
         w.push(r)?;
     }
