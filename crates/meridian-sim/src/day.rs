@@ -501,8 +501,13 @@ pub fn simulate_day_with_progress(
 
     let mut config_json = serde_json::to_vec_pretty(cfg).expect("configuration serialises");
     config_json.push(b'\n');
-    write_file_atomic(truth_dir.join("config.json"), &config_json)?;
-    write_file_atomic(out.join("mission_db.toml"), MISSION_DB_TOML.as_bytes())?;
+    let config_files = vec![
+        (truth_dir.join("config.json"), config_json),
+        (
+            out.join("mission_db.toml"),
+            MISSION_DB_TOML.as_bytes().to_vec(),
+        ),
+    ];
     let catalogue = match cfg.write_catalogue {
         true => Some(AtomicFile::create(out.join("catalogue.csv"))?),
         false => None,
@@ -545,7 +550,9 @@ pub fn simulate_day_with_progress(
         let (tx, rx) = mpsc::sync_channel::<Vec<GeneratedPacket>>(16);
         let science = &science;
         // The catalogue (CPU-bound float formatting) is written alongside.
+        // The configuration files (two fsyncs each) are written alongside too.
         let catalogue_writer = scope.spawn(move || -> Result<(), DayError> {
+            write_files_in_parallel(config_files)?;
             let Some(mut catalogue) = catalogue else {
                 return Ok(());
             };
