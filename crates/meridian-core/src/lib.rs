@@ -8,6 +8,7 @@ pub mod geom;
 pub mod instrument;
 pub mod product;
 pub mod records;
+pub mod resources;
 pub mod stage;
 pub mod time;
 

@@ -294,16 +294,8 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
 
 fn finish_summary(mut s: RunSummary, started: Instant) -> RunSummary {
     s.elapsed_s = started.elapsed().as_secs_f64();
-    s.peak_rss_bytes = peak_rss_bytes();
+    s.peak_rss_bytes = meridian_core::resources::peak_rss_bytes();
     s
-}
-
-/// Peak resident set size of this process, from `/proc/self/status` (Linux).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Holds the folder's lock for the run: two runs on one folder would race.
