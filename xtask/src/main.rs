@@ -170,9 +170,13 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
         std::env::temp_dir().join(format!("meridian-sim-bench-{}", std::process::id()))
     });
     cfg.write_catalogue = false;
+    let cpu_before = process_cpu_s();
     let started = Instant::now();
     let stats = simulate_day(&cfg, &dir)?;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_s()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -188,8 +192,27 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
         stats.deliveries,
         mb / elapsed,
     );
+    if let Some(cpu) = cpu {
+        // CPU time is steadier than wall time on a shared machine.
+        println!(
+            "  CPU {cpu:.2} s (user+sys, all threads) = {:.1} MB per CPU-second",
+            mb / cpu
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     if with_parts { parts(&cfg, mb) } else { Ok(()) }
+}
+
+/// User plus system CPU seconds of this process so far (all threads), from
+/// `/proc/self/stat`; `None` where that is not available.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line, in clock ticks (USER_HZ = 100).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Times the parts of a day separately: catalogue, science generation, and

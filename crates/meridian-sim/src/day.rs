@@ -42,6 +42,18 @@
 //! Everything is a pure function of the [`DayConfig`]: files are byte-identical
 //! for the same configuration whatever the thread count. Memory stays bounded
 //! by a few passes of telemetry (see [`crate::downlink`]), not by the day.
+//!
+//! # Threads
+//!
+//! Science blocks run as rayon tasks; one thread packs them into packets in
+//! order and writes `truth/windows.jsonl` (formatted by
+//! [`crate::truth_json`] rather than serde: it is about six times the size of
+//! the telemetry); the calling thread merges housekeeping, drives the
+//! downlink and the expected products; a writer thread writes and fsyncs the
+//! delivery files; another writes the catalogue and the configuration files.
+//! At the end the downlink's last passes, the expected products, the health
+//! truth and the small truth files finish side by side, `summary.json` last.
+//! Measure with `cargo xtask sim-bench --scale 0.01 --hours 2 --parts`.
 
 use crate::downlink::{
     DeliveryTruth, Downlink, DownlinkConfig, DownlinkError, DownlinkStats, PacketHead,

@@ -40,4 +40,4 @@ pub enum PacketContent {
 pub mod day;
 pub mod downlink;
 pub mod hk;
-mod truth_json;
+pub mod truth_json;
