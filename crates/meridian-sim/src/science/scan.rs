@@ -312,7 +312,7 @@ impl ScanLaw {
 
     /// [`ScanLaw::frame`] at `t` from the terms of `t`'s anchor: the Sun and
     /// precession move by small angles from there, turned into rotations
-    /// without libm calls (see [`rot_z_small`]).
+    /// without libm calls (see `rot_z_small`).
     pub fn frame_in(&self, anchored: &Anchored, t: Instant) -> Frame {
         if t.anchor_ns != anchored.anchor_ns {
             return self.frame_in(&self.anchored(t.anchor_ns), t);

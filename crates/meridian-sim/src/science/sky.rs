@@ -475,7 +475,7 @@ struct Row {
 }
 
 /// Appends one catalogue row, byte for byte
-/// `"{},{:.12},{:.12},{:.6},{:.6},{:.1},{:.6}\n"` (see [`super::fixed`]).
+/// `"{},{:.12},{:.12},{:.6},{:.6},{:.1},{:.6}\n"` (see the `fixed` module).
 pub fn push_star(out: &mut Vec<u8>, s: &Star) {
     push_row(
         out,
