@@ -584,7 +584,6 @@ impl<'a> Matcher<'a> {
         let tv = [t.pos.x, t.pos.y, t.pos.z];
         for r in reach {
             let (tier, src_lim) = (&r.tier, r.src_lim);
-            let positions = tier.positions();
             // Only cells whose centre lies within `max_reach` of t along the
             // axis can pass the sphere test (|Δ on one axis| ≤ distance).
             let v = tv[r.axis];
@@ -596,31 +595,77 @@ impl<'a> Matcher<'a> {
                 if dist2(cell.centre, t.pos) > cell.reach2 {
                     continue;
                 }
-                let (start, end) = (cell.start, cell.end);
-                let (axis, t_axis) = (cell.axis, tv[cell.axis]);
-                for (k, p) in positions[start..end].iter().enumerate() {
-                    // One axis first: dist2 ≥ d², also in floating point (a
-                    // sum of non-negative terms only grows by rounding), so
-                    // this rejects exactly sources the full test rejects.
-                    let d = p[axis] - t_axis;
-                    if d * d > src_lim {
-                        continue;
-                    }
-                    if dist2(*p, t.pos) <= src_lim {
-                        let (source_id, pmra, pmdec, ref_epoch) = tier.motion(start + k);
-                        let r = Vec3::new(p[0], p[1], p[2]);
-                        let u = propagate(r, pmra, pmdec, t.epoch - ref_epoch);
-                        let sep = t.pos.angle_to(u);
-                        if sep <= self.radius {
-                            found.push(Candidate {
-                                sep_rad: sep,
-                                source_id,
-                                pos: u,
-                            });
-                        }
+                match cell.axis {
+                    0 => self.scan_cell::<0>(t, tier, src_lim, cell, found),
+                    1 => self.scan_cell::<1>(t, tier, src_lim, cell, found),
+                    _ => self.scan_cell::<2>(t, tier, src_lim, cell, found),
+                }
+            }
+        }
+    }
+
+    /// Appends the candidates of `t` among the sources of `cell`. Coordinate
+    /// `A` (the cell's widest axis, a constant so the loop stays tight) is
+    /// tested first: a source farther on one axis is farther in all three
+    /// (dist2 ≥ d², also in floating point, as a sum of non-negative terms
+    /// only grows by rounding), so this skips exactly sources that the full
+    /// test would reject.
+    #[inline]
+    fn scan_cell<const A: usize>(
+        &self,
+        t: &TransitPos,
+        tier: &Tier,
+        src_lim: f64,
+        cell: &ReachCell,
+        found: &mut Vec<Candidate>,
+    ) {
+        let v = [t.pos.x, t.pos.y, t.pos.z][A];
+        let positions = &tier.positions()[cell.start..cell.end];
+        let near = |p: &[f64; 3]| {
+            let d = p[A] - v;
+            d * d <= src_lim
+        };
+        // Four sources per step with one branch: almost every step has none
+        // near, and the per-source loop overhead was most of the scan.
+        let (fours, rest) = positions.as_chunks::<4>();
+        let mut base = cell.start;
+        for four in fours {
+            if near(&four[0]) | near(&four[1]) | near(&four[2]) | near(&four[3]) {
+                for (k, p) in four.iter().enumerate() {
+                    if near(p) && dist2(*p, t.pos) <= src_lim {
+                        self.decide(t, tier, base + k, p, found);
                     }
                 }
             }
+            base += 4;
+        }
+        for (k, p) in rest.iter().enumerate() {
+            if near(p) && dist2(*p, t.pos) <= src_lim {
+                self.decide(t, tier, base + k, p, found);
+            }
+        }
+    }
+
+    /// Decides source `i` (at `p`, past the prefilter) exactly for `t`: its
+    /// position propagated to the transit's epoch (ICD §7) within the radius.
+    fn decide(
+        &self,
+        t: &TransitPos,
+        tier: &Tier,
+        i: usize,
+        p: &[f64; 3],
+        found: &mut Vec<Candidate>,
+    ) {
+        let (source_id, pmra, pmdec, ref_epoch) = tier.motion(i);
+        let r = Vec3::new(p[0], p[1], p[2]);
+        let u = propagate(r, pmra, pmdec, t.epoch - ref_epoch);
+        let sep = t.pos.angle_to(u);
+        if sep <= self.radius {
+            found.push(Candidate {
+                sep_rad: sep,
+                source_id,
+                pos: u,
+            });
         }
     }
 }
