@@ -166,6 +166,7 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
     let mut cfg = DayConfig::default();
     cfg.science.scale = Some(scale);
     cfg.duration_s = hours * 3600.0;
+    let keep = out.is_some();
     let dir = out.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("meridian-sim-bench-{}", std::process::id()))
     });
@@ -199,7 +200,9 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
             mb / cpu
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if with_parts { parts(&cfg, mb) } else { Ok(()) }
 }
 
