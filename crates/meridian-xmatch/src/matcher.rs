@@ -53,15 +53,26 @@ impl TransitPos {
     /// The transit's position and epoch, or None when it has no (finite)
     /// position: such a transit takes no part in the match (ICD §5).
     pub fn from_transit(t: &Transit) -> Option<Self> {
+        let (ra, dec) = Self::position_of(t)?;
+        Some(Self::at(t, ra, dec))
+    }
+
+    /// A transit's ra and dec (degrees) when it has a position: both given,
+    /// finite, and |dec| ≤ 90°.
+    fn position_of(t: &Transit) -> Option<(f64, f64)> {
         match (t.ra, t.dec) {
             (Some(ra), Some(dec)) if ra.is_finite() && dec.is_finite() && dec.abs() <= 90.0 => {
-                Some(TransitPos {
-                    transit_id: t.transit_id,
-                    pos: Vec3::from_radec_deg(ra, dec),
-                    epoch: julian_epoch_tt(t.t_obs_ns),
-                })
+                Some((ra, dec))
             }
             _ => None,
+        }
+    }
+
+    fn at(t: &Transit, ra: f64, dec: f64) -> Self {
+        TransitPos {
+            transit_id: t.transit_id,
+            pos: Vec3::from_radec_deg(ra, dec),
+            epoch: julian_epoch_tt(t.t_obs_ns),
         }
     }
 }
@@ -194,14 +205,15 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// From a transit's own ra/dec (degrees): the cell needs no trigonometry
-    /// back from the unit vector.
-    fn from_transit(t: &Transit, depth: u8) -> Option<Self> {
-        let pos = TransitPos::from_transit(t)?;
-        let (ra, dec) = (t.ra?, t.dec?);
+    /// From a transit's own ra/dec (degrees), given by
+    /// [`TransitPos::position_of`]: the cell needs no trigonometry back from
+    /// the unit vector.
+    fn at(t: &Transit, (ra, dec): (f64, f64), depth: u8) -> Self {
         let lon = ra.to_radians().rem_euclid(std::f64::consts::TAU);
-        let cell = nested::hash(depth, lon, dec.to_radians());
-        Some(Prepared { pos, cell })
+        Prepared {
+            pos: TransitPos::at(t, ra, dec),
+            cell: nested::hash(depth, lon, dec.to_radians()),
+        }
     }
 
     fn from_pos(pos: &TransitPos, depth: u8) -> Self {
@@ -292,9 +304,12 @@ impl GroupOrder {
 
     /// A counting sort by cell (stable), O(n + cells), with no random reads.
     fn by_counting(items: &[Prepared], n_cells: usize) -> Self {
+        // The two sequential passes read a compact copy of the cells (made in
+        // parallel) rather than striding through the items.
+        let cells: Vec<usize> = items.par_iter().map(|p| p.cell as usize).collect();
         let mut next = vec![0u32; n_cells + 1];
-        for p in items {
-            next[p.cell as usize + 1] += 1;
+        for &c in &cells {
+            next[c + 1] += 1;
         }
         let mut bounds = Vec::new();
         for c in 1..next.len() {
@@ -306,8 +321,8 @@ impl GroupOrder {
         bounds.push(items.len() as u32);
         let mut order = vec![0u32; items.len()];
         let mut rank = vec![0u32; items.len()];
-        for (i, p) in items.iter().enumerate() {
-            let slot = &mut next[p.cell as usize];
+        for (i, &c) in cells.iter().enumerate() {
+            let slot = &mut next[c];
             order[*slot as usize] = i as u32;
             rank[i] = *slot;
             *slot += 1;
@@ -452,10 +467,22 @@ impl<'a> Matcher<'a> {
     /// out in order), each with its group cell, and the depth of those cells.
     fn prepare(&self, transits: &[Transit]) -> (Vec<Prepared>, u8) {
         let depth = self.group_depth(transits.len());
-        let mut items: Vec<Prepared> = transits
+        let all_positioned = transits
             .par_iter()
-            .filter_map(|t| Prepared::from_transit(t, depth))
-            .collect();
+            .all(|t| TransitPos::position_of(t).is_some());
+        let mut items: Vec<Prepared> = if all_positioned {
+            // The usual case: an indexed collect writes each item in place, in
+            // parallel, where a filtered one is concatenated on one thread.
+            transits
+                .par_iter()
+                .map(|t| Prepared::at(t, TransitPos::position_of(t).unwrap_or_default(), depth))
+                .collect()
+        } else {
+            transits
+                .par_iter()
+                .filter_map(|t| Some(Prepared::at(t, TransitPos::position_of(t)?, depth)))
+                .collect()
+        };
         // Products are usually in transit_id order already.
         if !items
             .par_windows(2)

@@ -71,3 +71,22 @@ fn dense_sky_at_depth_many_cells() {
         "a linked group"
     );
 }
+
+#[test]
+fn every_transit_positioned_takes_the_in_place_path_and_still_matches() {
+    // prepare() has a separate path when no transit lacks a position.
+    let rows = random_catalogue(21, 2000);
+    let transits: Vec<_> = random_transits(21, &rows, 2000)
+        .into_iter()
+        .filter(|t| t.ra.is_some())
+        .collect();
+    assert!(transits.len() > 1500);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(&csv_of(&rows, true), dir.path(), &BuildOptions::default());
+    let got = Matcher::new(&index, 1.0)
+        .unwrap()
+        .match_transits(&transits)
+        .unwrap();
+    assert_eq!(got.len(), transits.len());
+    assert_same_matches(&got, &brute_force(&rows, &transits, 1.0));
+}
