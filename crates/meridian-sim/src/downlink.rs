@@ -791,22 +791,67 @@ impl Downlink {
             self.zstd = Some(zstd::bulk::Compressor::new(self.cfg.zstd_level).map_err(err)?);
         }
         let z = self.zstd.as_mut().expect("compressor just made");
-        let frame = &mut self.frame;
-        out.clear();
-        let mut n = 0;
-        for w in cuts.windows(2) {
-            compress_frame(z, &buf[w[0]..w[1]], frame).map_err(err)?;
-            out.extend_from_slice(frame);
-            n += 1;
-        }
-        if n == 0 {
-            compress_frame(z, &[], frame).map_err(err)?;
-            out.extend_from_slice(frame);
-            n = 1;
-        }
-        Ok(n)
+        let ranges: Vec<&[u8]> = cuts.windows(2).map(|w| &buf[w[0]..w[1]]).collect();
+        let parallel = buf.len() >= PARALLEL_FRAMES_MIN;
+        compress_frames(
+            z,
+            self.cfg.zstd_level,
+            &ranges,
+            parallel,
+            &mut self.frame,
+            out,
+        )
+        .map_err(err)
     }
 }
+
+/// Compresses each of `ranges` as one zstd frame (an empty input as one empty
+/// frame) into `out`; returns the number of frames. In `parallel`, the frames
+/// after the first are compressed on threads of their own (same level, so the
+/// same bytes) while this thread does the first: frames are independent, and
+/// this shortens the day's tail, the last science pass.
+fn compress_frames(
+    z: &mut zstd::bulk::Compressor<'static>,
+    level: i32,
+    ranges: &[&[u8]],
+    parallel: bool,
+    frame: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    out.clear();
+    let Some((first, rest)) = ranges.split_first() else {
+        compress_frame(z, &[], frame)?;
+        out.extend_from_slice(frame);
+        return Ok(1);
+    };
+    if !parallel {
+        for input in ranges {
+            compress_frame(z, input, frame)?;
+            out.extend_from_slice(frame);
+        }
+        return Ok(ranges.len() as u32);
+    }
+    let later = std::thread::scope(|scope| {
+        let handles: Vec<_> = rest
+            .iter()
+            .map(|&input| scope.spawn(move || zstd::bulk::compress(input, level)))
+            .collect();
+        let first_done = compress_frame(z, first, frame);
+        let later: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("zstd does not panic"))
+            .collect();
+        first_done.map(|_| later)
+    })?;
+    out.extend_from_slice(frame);
+    for f in later {
+        out.extend_from_slice(&f?);
+    }
+    Ok(ranges.len() as u32)
+}
+
+/// Streams at least this long have their zstd frames compressed in parallel.
+const PARALLEL_FRAMES_MIN: usize = 1 << 20;
 
 /// Writes delivery files atomically on a thread of its own, so the next
 /// pass is assembled while a file is written and fsynced (the fsyncs were
@@ -907,4 +952,32 @@ pub fn false_sync(buf: &[u8], o: usize, at_packet_boundary: bool) -> bool {
         return false;
     };
     crc16(&packet[..len - 2]) == u16::from_be_bytes([packet[len - 2], packet[len - 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_frames_are_the_sequential_frames() {
+        // Compressible but not trivial: a byte pattern with a slow drift.
+        let buf: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let ranges: Vec<&[u8]> = vec![
+            &buf[..1_000_000],
+            &buf[1_000_000..1_700_001],
+            &buf[1_700_001..],
+        ];
+        let mut z = zstd::bulk::Compressor::new(1).unwrap();
+        let (mut frame, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
+        let n = compress_frames(&mut z, 1, &ranges, false, &mut frame, &mut sequential).unwrap();
+        let m = compress_frames(&mut z, 1, &ranges, true, &mut frame, &mut parallel).unwrap();
+        assert_eq!((n, m), (3, 3));
+        assert!(sequential == parallel, "parallel frames differ");
+        assert_eq!(zstd::stream::decode_all(&parallel[..]).unwrap(), buf);
+        let n = compress_frames(&mut z, 1, &[], true, &mut frame, &mut parallel).unwrap();
+        assert_eq!(n, 1);
+        assert!(zstd::stream::decode_all(&parallel[..]).unwrap().is_empty());
+    }
 }
