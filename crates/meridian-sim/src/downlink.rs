@@ -850,6 +850,9 @@ fn compress_frames(
     Ok(ranges.len() as u32)
 }
 
+/// Largest buffer a delivery file's writer hands back for reuse.
+const MAX_RECYCLED: usize = 32 << 20;
+
 /// Streams at least this long have their zstd frames compressed in parallel.
 const PARALLEL_FRAMES_MIN: usize = 1 << 20;
 
@@ -865,14 +868,19 @@ struct FileWriter {
 
 impl FileWriter {
     fn spawn() -> Self {
-        // One file waiting while one is written: memory stays at a few files.
-        let (jobs, queue) = mpsc::sync_channel::<(PathBuf, Vec<u8>)>(1);
+        // A rendezvous: the writer holds the file it writes and no other, so
+        // memory grows by one delivery, not a queue of them.
+        let (jobs, queue) = mpsc::sync_channel::<(PathBuf, Vec<u8>)>(0);
         let (give_back, spare) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             for (path, bytes) in queue {
                 write_file_atomic(&path, &bytes)?;
-                // The downlink may be gone already: then nobody wants it.
-                let _ = give_back.send(bytes);
+                // Very large buffers are freed rather than kept for reuse, so
+                // a full-scale day does not hold an extra pass of telemetry.
+                // (The downlink may be gone already: then nobody wants it.)
+                if bytes.capacity() <= MAX_RECYCLED {
+                    let _ = give_back.send(bytes);
+                }
             }
             Ok(())
         });
@@ -883,9 +891,10 @@ impl FileWriter {
         }
     }
 
-    /// An empty buffer, recycled from a written file when there is one.
+    /// An empty buffer, recycled from a written file when there is one (at
+    /// most one is kept: the others are freed).
     fn spare_buffer(&mut self) -> Vec<u8> {
-        let mut b = self.spare.try_recv().unwrap_or_default();
+        let mut b = self.spare.try_iter().last().unwrap_or_default();
         b.clear();
         b
     }
