@@ -59,7 +59,7 @@ impl TransitPos {
 
     /// A transit's ra and dec (degrees) when it has a position: both given,
     /// finite, and |dec| ≤ 90°.
-    fn position_of(t: &Transit) -> Option<(f64, f64)> {
+    pub(crate) fn position_of(t: &Transit) -> Option<(f64, f64)> {
         match (t.ra, t.dec) {
             (Some(ra), Some(dec)) if ra.is_finite() && dec.is_finite() && dec.abs() <= 90.0 => {
                 Some((ra, dec))

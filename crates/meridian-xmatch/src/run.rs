@@ -216,6 +216,10 @@ pub fn count_transits(files: &[PathBuf]) -> Result<u64, RunError> {
 
 /// Matches every transit of `files` that belongs to the run's region, in
 /// batches; `progress` gets the number of records read so far.
+///
+/// Reading (sequential decoding) runs on a thread of its own, one batch
+/// ahead of the matching, so that it overlaps the matching of the previous
+/// batch: at most two batches are in memory.
 pub fn match_files(
     index: &Index,
     files: &[PathBuf],
@@ -233,8 +237,41 @@ pub fn match_files(
         matched: Vec::new(),
         unmatched: Vec::new(),
     };
+    let counts = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let reader = scope.spawn(move || read_batches(files, opts, progress, tx));
+        for batch in rx {
+            match_one_batch(&matcher, batch, &mut part);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
+    part.info.transits_read = counts.read;
+    part.info.transits_without_position = counts.without_position;
+    Ok(part)
+}
+
+/// What the reader counted for the region (see [`PartialInfo`]).
+#[derive(Debug, Default)]
+struct ReadCounts {
+    read: u64,
+    without_position: u64,
+}
+
+/// Reads the transits of `files` that belong to the run's region and sends
+/// them in batches of `opts.batch_size`.
+fn read_batches(
+    files: &[PathBuf],
+    opts: &RunOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    tx: std::sync::mpsc::SyncSender<Vec<Transit>>,
+) -> Result<ReadCounts, RunError> {
+    let batch_size = opts.batch_size.max(1);
+    let new_batch = || Vec::with_capacity(batch_size.min(1 << 22));
     let owns_positionless = opts.region.as_ref().is_none_or(Region::owns_positionless);
-    let mut batch = Vec::with_capacity(opts.batch_size.clamp(1, 1 << 22));
+    let mut counts = ReadCounts::default();
+    let mut batch = new_batch();
     let mut seen = 0u64;
     for file in files {
         for record in ProductReader::<Transit>::open(file)? {
@@ -243,39 +280,47 @@ pub fn match_files(
             if seen.is_multiple_of(65536) {
                 progress(seen);
             }
-            match TransitPos::from_transit(&transit) {
-                None if owns_positionless => {
-                    part.info.transits_read += 1;
-                    part.info.transits_without_position += 1;
-                }
-                None => {}
-                Some(p) if opts.region.as_ref().is_none_or(|r| r.owns(p.pos)) => {
-                    part.info.transits_read += 1;
-                    batch.push(transit);
-                    if batch.len() >= opts.batch_size.max(1) {
-                        match_one_batch(&matcher, &mut batch, &mut part);
+            let belongs = match (TransitPos::position_of(&transit), &opts.region) {
+                (None, _) => {
+                    if owns_positionless {
+                        counts.read += 1;
+                        counts.without_position += 1;
                     }
+                    false
                 }
-                Some(_) => {}
+                (Some(_), None) => true,
+                (Some((ra, dec)), Some(region)) => region.owns(Vec3::from_radec_deg(ra, dec)),
+            };
+            if belongs {
+                counts.read += 1;
+                batch.push(transit);
+                // A send fails only when the matching side has stopped.
+                if batch.len() >= batch_size
+                    && tx.send(std::mem::replace(&mut batch, new_batch())).is_err()
+                {
+                    return Ok(counts);
+                }
             }
         }
     }
-    match_one_batch(&matcher, &mut batch, &mut part);
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
     progress(seen);
-    Ok(part)
+    Ok(counts)
 }
 
-fn match_one_batch(matcher: &Matcher, batch: &mut Vec<Transit>, part: &mut PartialRun) {
+fn match_one_batch(matcher: &Matcher, batch: Vec<Transit>, part: &mut PartialRun) {
     if batch.is_empty() {
         return;
     }
-    let outcome = matcher.match_batch(batch);
+    let outcome = matcher.match_batch(&batch);
     let mut unmatched: Vec<u64> = outcome.unmatched.iter().map(|t| t.transit_id).collect();
     unmatched.sort_unstable();
     part.matched.extend(outcome.matched);
     part.unmatched.extend(
         batch
-            .drain(..)
+            .into_iter()
             .filter(|t| unmatched.binary_search(&t.transit_id).is_ok()),
     );
 }

@@ -202,3 +202,22 @@ fn merge_refuses_mixed_radii_and_overlapping_parts() {
     let err = run::finish_run(vec![one.clone(), one]).unwrap_err();
     assert!(err.to_string().contains("more than once"), "{err}");
 }
+
+#[test]
+fn a_damaged_file_after_matched_batches_is_an_error_naming_it() {
+    // Reading runs ahead of matching: batches of the first file are already
+    // matched when the second turns out damaged; the run must still fail
+    // cleanly (no hang, no partial success) and name the file.
+    let f = fixture();
+    let located = f.root.join("located");
+    let bad = located.join("sub/b.mprod");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let files = run::transit_products(&located).unwrap();
+    let opts = RunOptions {
+        batch_size: 50,
+        ..Default::default()
+    };
+    let err = run::match_files(&f.index, &files, &opts, &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("b.mprod"), "{err}");
+}
