@@ -23,6 +23,10 @@
 //! and nothing else" holds for the truth. Housekeeping reports inside
 //! protected time ranges (the anomaly slots of [`crate::hk`]) are never lost,
 //! and no structure loses more than `hk::db::NUDGE_DEPTH − 1` reports in a row.
+//!
+//! Delivery files are written atomically by a writer thread while the next
+//! pass is assembled (one delivery of extra memory), and the zstd frames of a
+//! large delivery are compressed in parallel; neither changes a byte.
 
 use crate::GeneratedPacket;
 use crate::hk::db::NUDGE_DEPTH;
