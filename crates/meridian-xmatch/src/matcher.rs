@@ -2,16 +2,25 @@
 //!
 //! Transits are grouped by HEALPix cell (up to three levels coarser than the
 //! index's cells, chosen from the batch's density) so that each group reads a
-//! compact part of the mapped index once; the groups run on rayon's pool. For
-//! each group and tier the search cone is the smallest cone around the group's
-//! transits widened by the match radius plus the tier's proper-motion margin
-//! `max |µ| × max |Δt|`; the index cells it covers (cdshealpix cone coverage)
-//! come with a bounding sphere of their sources, stored in the index. Each transit then scans only the
-//! cells whose sphere it can reach, prefilters sources by chord distance at
-//! their reference epoch, and decides with the exactly propagated position
-//! (ICD §7) and [`Vec3::angle_to`]. Every transit's result depends only
-//! on that transit and the index, so the output is the same for any number of
-//! threads or any input order.
+//! compact part of the mapped index once. A counting sort puts the transits
+//! in group order, and one parallel pass over them (rayon) sets up each group
+//! when its first transit comes and searches transit by transit; the
+//! results are gathered back into `transit_id` order, so records are built in
+//! place and in parallel.
+//!
+//! For each group and tier the search cone is the smallest cone around the
+//! group's transits widened by the match radius plus the tier's proper-motion
+//! margin `max |µ| × max |Δt|`. It is covered (cdshealpix) with cells up to
+//! three levels coarser than the tier's, each a run of the tier's cell table;
+//! of those, the cells whose bounding sphere (stored in the index) meets the
+//! cone are kept, sorted along the group's widest coordinate axis. A transit
+//! tests only the spheres within reach on that axis, scans the sources of
+//! the cells it can reach (one axis first, then the chord distance at the
+//! reference epoch: both only ever reject sources the exact test rejects),
+//! and decides with the exactly propagated position (ICD §7) and
+//! [`Vec3::angle_to`]. Every transit's result depends only on that transit
+//! and the index (candidates are sorted by a total order), so the output is
+//! the same for any number of threads, any input order and any grouping.
 //!
 //! A candidate lies *within* the radius when its separation is ≤ the radius.
 

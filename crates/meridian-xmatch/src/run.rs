@@ -18,8 +18,9 @@
 //!
 //! # Memory
 //! Transits are read and matched in batches (`batch_size`), so the matcher's
-//! working set scales with the batch; the finished records (about 80 octets per
-//! transit) are kept until the final sort by `transit_id`.
+//! working set scales with the batch (a reader thread fills the next batch
+//! while one is matched: two batches at most); the finished records (about
+//! 120 octets per transit) are kept until the final merge by `transit_id`.
 
 use crate::index::{Index, IndexError};
 use crate::matcher::{MatchError, Matcher, TransitPos, finish_matches};
