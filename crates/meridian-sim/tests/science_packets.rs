@@ -143,6 +143,37 @@ fn output_is_identical_for_any_thread_count_and_depends_on_the_seed() {
 }
 
 #[test]
+fn catalogue_is_identical_for_any_thread_count() {
+    // More cells than one parallel round of the writer, so rounds and tasks
+    // both split the sky.
+    let sim = ScienceSim::new(
+        9,
+        START_NS,
+        60.0,
+        &ScienceConfig {
+            n_stars: 300_000,
+            ..config()
+        },
+    )
+    .unwrap();
+    let write_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut csv = Vec::new();
+        pool.install(|| sim.write_catalogue(&mut csv)).unwrap();
+        csv
+    };
+    let one = write_with(1);
+    assert_eq!(one.iter().filter(|&&b| b == b'\n').count(), 300_001);
+    assert!(
+        one == write_with(3),
+        "catalogue differs between thread counts"
+    );
+}
+
+#[test]
 fn adjacent_intervals_share_no_transit_and_lose_none() {
     // Two 120 s runs cover the same windows as one 240 s run (modulo the
     // interval edge) and no transit is simulated twice in the long run.
