@@ -710,6 +710,10 @@ impl<'a> Matcher<'a> {
 /// `source_id` at the same separation are ordered by position, so that the
 /// order never depends on the order in which cells were searched.
 pub fn sort_candidates(c: &mut [Candidate]) {
+    // Most transits have one candidate or none: skip the sort's set-up.
+    if c.len() < 2 {
+        return;
+    }
     c.sort_unstable_by(|a, b| {
         a.sep_rad
             .total_cmp(&b.sep_rad)
