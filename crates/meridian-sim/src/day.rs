@@ -254,6 +254,7 @@ struct ScienceTruthFiles {
     /// file in large writes that bypass its buffer (one copy, not two, of
     /// the day's largest file).
     pending: Vec<u8>,
+    early_sync: EarlySync,
 }
 
 /// Octets of window truth gathered before a write.
@@ -261,10 +262,11 @@ const TRUTH_WRITE: usize = 1 << 20;
 
 impl ScienceTruthFiles {
     fn write_pending(&mut self) {
-        if self.error.is_none()
-            && let Err(e) = self.windows.w.write_all(&self.pending)
-        {
-            self.error = Some(io_err(&self.windows.tmp)(e));
+        if self.error.is_none() {
+            match self.windows.w.write_all(&self.pending) {
+                Ok(()) => self.early_sync.wrote(self.pending.len()),
+                Err(e) => self.error = Some(io_err(&self.windows.tmp)(e)),
+            }
         }
         self.pending.clear();
     }
@@ -275,8 +277,71 @@ impl ScienceTruthFiles {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.early_sync
+            .finish()
+            .map_err(io_err(&self.windows.tmp))?;
         self.windows.finish()?;
         self.disturbances.finish()
+    }
+}
+
+/// Octets written to a growing file between two early syncs.
+const SYNC_EVERY: usize = 32 << 20;
+
+/// Starts the disk writes of a large growing file early: every
+/// [`SYNC_EVERY`] octets a thread of its own fsyncs what is there so far, so
+/// the fsync that makes the file final waits for its last part only, not
+/// for the whole file after the work is done (for `windows.jsonl`, six times
+/// the size of the telemetry, that wait was most of a day's tail).
+struct EarlySync {
+    requests: Option<mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    since_last: usize,
+}
+
+impl EarlySync {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        // One request waiting at most: a sync already due covers the next.
+        let (requests, due) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::spawn(move || {
+            for () in due {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        Ok(Self {
+            requests: Some(requests),
+            thread: Some(thread),
+            since_last: 0,
+        })
+    }
+
+    /// Notes `n` more octets handed to the file.
+    fn wrote(&mut self, n: usize) {
+        self.since_last += n;
+        if self.since_last >= SYNC_EVERY {
+            self.since_last = 0;
+            if let Some(r) = &self.requests {
+                let _ = r.try_send(());
+            }
+        }
+    }
+
+    /// Waits for the syncs under way; the first error if one failed.
+    fn finish(&mut self) -> io::Result<()> {
+        self.requests = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }
 
@@ -548,12 +613,16 @@ pub fn simulate_day_with_progress(
         },
         end_of_hk: None,
     };
+    let windows_truth = AtomicFile::create(truth_dir.join("windows.jsonl"))?;
+    let early_sync =
+        EarlySync::start(windows_truth.w.get_ref()).map_err(io_err(&windows_truth.tmp))?;
     let mut truth_files = ScienceTruthFiles {
-        windows: AtomicFile::create(truth_dir.join("windows.jsonl"))?,
+        windows: windows_truth,
         disturbances: AtomicFile::create(truth_dir.join("disturbances.jsonl"))?,
         error: None,
         formatter: WindowTruthFormatter::default(),
         pending: Vec::with_capacity(TRUTH_WRITE + 4096),
+        early_sync,
     };
 
     // Science runs on its own thread (and rayon pool); this thread merges its
