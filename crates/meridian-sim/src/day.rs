@@ -628,7 +628,9 @@ pub fn simulate_day_with_progress(
     // Science runs on its own thread (and rayon pool); this thread merges its
     // packets with housekeeping in time order and drives the downlink.
     let science_stats = std::thread::scope(|scope| -> Result<_, DayError> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<GeneratedPacket>>(16);
+        // A short queue: what this thread has not yet taken when the science
+        // ends is work done with the other core idle.
+        let (tx, rx) = mpsc::sync_channel::<Vec<GeneratedPacket>>(4);
         let science = &science;
         // The catalogue (CPU-bound float formatting) is written alongside.
         // The configuration files (two fsyncs each) are written alongside too.
