@@ -404,37 +404,34 @@ impl<'a> Matcher<'a> {
     /// transit with a position, sorted by `transit_id`, unmatched transits linked
     /// into new-source groups among themselves.
     pub fn match_transits(&self, transits: &[Transit]) -> Result<Vec<Match>, MatchError> {
-        let (items, depth) = self.prepare(transits);
+        let (items, depth, distinct) = self.prepare(transits);
         // Sorted by prepare: a duplicate is a neighbour with the same id.
-        if let Some(w) = items
-            .par_windows(2)
-            .find_first(|w| w[0].pos.transit_id == w[1].pos.transit_id)
+        if !distinct
+            && let Some(w) = items
+                .par_windows(2)
+                .find_first(|w| w[0].pos.transit_id == w[1].pos.transit_id)
         {
             return Err(MatchError::DuplicateTransit(w[0].pos.transit_id));
         }
         let (found, rank) = self.search(&items, depth, Found::of);
-        let result = |i: usize| &found[rank[i] as usize];
-        // Records in transit_id order straight away; the unmatched get their
-        // new-source names below.
-        let (mut records, unmatched): (Vec<Match>, Vec<u32>) = rayon::join(
-            || {
-                items
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        result(i)
-                            .record(&p.pos)
-                            .unwrap_or_else(|| unmatched_record(&p.pos))
-                    })
-                    .collect()
-            },
-            || {
-                (0..items.len() as u32)
-                    .into_par_iter()
-                    .filter(|&i| result(i as usize).n_candidates == 0)
-                    .collect()
-            },
-        );
+        // Records in transit_id order straight away, with a flag for the
+        // unmatched (in the same pass, so `found` is read once); the unmatched
+        // get their new-source names below.
+        let (mut records, is_unmatched): (Vec<Match>, Vec<bool>) = items
+            .par_iter()
+            .zip(&rank)
+            .map(|(p, &k)| match found[k as usize].record(&p.pos) {
+                Some(m) => (m, false),
+                None => (unmatched_record(&p.pos), true),
+            })
+            .unzip();
+        drop(found);
+        let unmatched: Vec<u32> = is_unmatched
+            .par_iter()
+            .enumerate()
+            .filter(|(_, u)| **u)
+            .map(|(i, _)| i as u32)
+            .collect();
         let positions: Vec<TransitPos> = unmatched
             .par_iter()
             .map(|&i| items[i as usize].pos)
@@ -449,7 +446,7 @@ impl<'a> Matcher<'a> {
     /// Matches one batch: records for matched transits, the unmatched kept aside
     /// for [`finish_matches`]. Transits without a position are left out.
     pub fn match_batch(&self, transits: &[Transit]) -> BatchOutcome {
-        let (items, depth) = self.prepare(transits);
+        let (items, depth, _) = self.prepare(transits);
         let (found, rank) = self.search(&items, depth, Found::of);
         let result = |i: usize| &found[rank[i] as usize];
         let (matched, unmatched) = rayon::join(
@@ -473,8 +470,10 @@ impl<'a> Matcher<'a> {
     }
 
     /// The transits with a position, sorted by `transit_id` (so records come
-    /// out in order), each with its group cell, and the depth of those cells.
-    fn prepare(&self, transits: &[Transit]) -> (Vec<Prepared>, u8) {
+    /// out in order), each with its group cell; the depth of those cells; and
+    /// whether their ids are all distinct (known when they came in strictly
+    /// increasing order, as products usually hold them).
+    fn prepare(&self, transits: &[Transit]) -> (Vec<Prepared>, u8, bool) {
         let depth = self.group_depth(transits.len());
         let all_positioned = transits
             .par_iter()
@@ -492,14 +491,13 @@ impl<'a> Matcher<'a> {
                 .filter_map(|t| Some(Prepared::at(t, TransitPos::position_of(t)?, depth)))
                 .collect()
         };
-        // Products are usually in transit_id order already.
-        if !items
+        let increasing = items
             .par_windows(2)
-            .all(|w| w[0].pos.transit_id <= w[1].pos.transit_id)
-        {
+            .all(|w| w[0].pos.transit_id < w[1].pos.transit_id);
+        if !increasing {
             items.par_sort_unstable_by_key(|p| p.pos.transit_id);
         }
-        (items, depth)
+        (items, depth, increasing)
     }
 
     /// Candidates of every transit, in input order, each list nearest first with

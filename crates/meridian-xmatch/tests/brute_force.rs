@@ -90,3 +90,26 @@ fn every_transit_positioned_takes_the_in_place_path_and_still_matches() {
     assert_eq!(got.len(), transits.len());
     assert_same_matches(&got, &brute_force(&rows, &transits, 1.0));
 }
+
+#[test]
+fn a_transit_id_seen_twice_is_an_error_naming_the_smallest() {
+    let rows = random_catalogue(5, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(&csv_of(&rows, true), dir.path(), &BuildOptions::default());
+    let matcher = Matcher::new(&index, 1.0).unwrap();
+    let mut transits: Vec<_> = random_transits(5, &rows, 300)
+        .into_iter()
+        .filter(|t| t.ra.is_some())
+        .collect();
+    assert!(matcher.match_transits(&transits).is_ok());
+    // Two duplicated ids, in sorted and in shuffled input.
+    let (a, b) = (transits[40].clone(), transits[10].clone());
+    transits.push(a.clone());
+    transits.push(b.clone());
+    let smallest = a.transit_id.min(b.transit_id);
+    transits.sort_by_key(|t| t.transit_id);
+    let want = Err(meridian_xmatch::MatchError::DuplicateTransit(smallest));
+    assert_eq!(matcher.match_transits(&transits), want);
+    transits.reverse();
+    assert_eq!(matcher.match_transits(&transits), want);
+}
