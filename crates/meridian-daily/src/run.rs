@@ -375,11 +375,9 @@ fn ensure_index(cfg: &DailyConfig) -> Result<PathBuf, DailyError> {
     }
     let dir = cfg.out.join("index");
     std::fs::create_dir_all(&dir).map_err(|e| err(&format!("{}: {e}", dir.display())))?;
-    let csv = std::fs::read(&cfg.catalogue)
-        .map_err(|e| err(&format!("{}: {e}", cfg.catalogue.display())))?;
     let key = format!(
         "{:032x}-{:?}",
-        xxhash_rust::xxh3::xxh3_128(&csv),
+        content_hash(&cfg.catalogue).map_err(|e| err(&e))?,
         cfg.ref_epoch
     );
     let index = dir.join("catalogue.idx");
@@ -391,10 +389,28 @@ fn ensure_index(cfg: &DailyConfig) -> Result<PathBuf, DailyError> {
         ref_epoch: cfg.ref_epoch,
         ..Default::default()
     };
-    meridian_xmatch::index::build_index(std::io::Cursor::new(csv), &cfg.catalogue, &index, &opts)
+    // Streamed from the file: a catalogue CSV may be far larger than memory.
+    meridian_xmatch::index::build_index_from_path(&cfg.catalogue, &index, &opts, &|_| {})
         .map_err(|e| err(&e))?;
     product::write_file_atomic(&stamp, key.as_bytes()).map_err(|e| err(&e))?;
     Ok(index)
+}
+
+/// xxh3-128 of a file's content, read in blocks (never the whole file at once).
+fn content_hash(path: &Path) -> Result<u128, String> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut block) {
+            Ok(0) => return Ok(hasher.digest128()),
+            Ok(n) => hasher.update(&block[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
 }
 
 fn xmatch(
@@ -436,4 +452,25 @@ pub fn set_threads(n: usize) -> Result<(), rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The streamed hash is the one-shot xxh3-128 of the bytes, so catalogue
+    /// stamps written by earlier versions stay valid.
+    #[test]
+    fn content_hash_streams_to_the_one_shot_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.csv");
+        let bytes: Vec<u8> = (0..(3 << 20) + 17)
+            .map(|i: u32| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            super::content_hash(&path).unwrap(),
+            xxhash_rust::xxh3::xxh3_128(&bytes)
+        );
+        let missing = super::content_hash(&dir.path().join("none.csv")).unwrap_err();
+        assert!(missing.contains("none.csv"), "{missing}");
+    }
 }
