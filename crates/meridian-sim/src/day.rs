@@ -48,9 +48,10 @@
 //! Science blocks run as rayon tasks; one thread packs them into packets in
 //! order and writes `truth/windows.jsonl` (formatted by
 //! [`crate::truth_json`] rather than serde: it is about six times the size of
-//! the telemetry); the calling thread merges housekeeping, drives the
-//! downlink and the expected products; a writer thread writes and fsyncs the
-//! delivery files; another writes the catalogue and the configuration files.
+//! the telemetry, and fsynced early so its final fsync is short); the
+//! calling thread merges housekeeping and drives the downlink; one thread
+//! writes the expected products, another writes and fsyncs the delivery
+//! files, another the catalogue and the configuration files.
 //! At the end the downlink's last passes, the expected products, the health
 //! truth and the small truth files finish side by side, `summary.json` last.
 //! Measure with `cargo xtask sim-bench --scale 0.01 --hours 2 --parts`.
@@ -149,6 +150,8 @@ pub enum DayError {
     Io { path: PathBuf, source: io::Error },
     #[error("{0}")]
     OutDir(String),
+    #[error("{0}")]
+    Stopped(&'static str),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DayError + '_ {
@@ -448,11 +451,101 @@ impl Expected {
     }
 }
 
+/// A delivered packet for the expected products: header, xxh3-64 of its
+/// bytes, content.
+type ExpectedPacket = (PacketHead, u64, PacketContent);
+
+/// Packets per batch handed to the expected products' thread.
+const EXPECTED_BATCH: usize = 64;
+
+/// The expected products, written on a thread of their own: record encoding
+/// and compression were about half of the downlink thread's work, and what
+/// that thread still has to do when the science ends is done with the other
+/// core idle. Dropped without [`ExpectedWriter::finish`] (a failed day), the
+/// products are abandoned, not put in place.
+struct ExpectedWriter {
+    /// `Some(batch)` to write, `None` to finish.
+    batches: Option<mpsc::SyncSender<Option<Vec<ExpectedPacket>>>>,
+    batch: Vec<ExpectedPacket>,
+    thread: Option<std::thread::JoinHandle<Result<[u64; 3], DayError>>>,
+}
+
+impl ExpectedWriter {
+    fn spawn(mut expected: Expected) -> Self {
+        let (batches, incoming) = mpsc::sync_channel::<Option<Vec<ExpectedPacket>>>(4);
+        let thread = std::thread::spawn(move || {
+            for message in incoming {
+                let Some(batch) = message else {
+                    return expected.finish();
+                };
+                for (head, hash, content) in batch {
+                    expected.push(head, hash, content)?;
+                }
+            }
+            Err(DayError::Stopped("the expected products were abandoned"))
+        });
+        Self {
+            batches: Some(batches),
+            batch: Vec::with_capacity(EXPECTED_BATCH),
+            thread: Some(thread),
+        }
+    }
+
+    fn push(&mut self, packet: ExpectedPacket) -> Result<(), DayError> {
+        self.batch.push(packet);
+        if self.batch.len() < EXPECTED_BATCH {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(EXPECTED_BATCH));
+        self.send(Some(batch))
+    }
+
+    fn send(&mut self, message: Option<Vec<ExpectedPacket>>) -> Result<(), DayError> {
+        if self
+            .batches
+            .as_ref()
+            .is_some_and(|b| b.send(message).is_ok())
+        {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        self.batches = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => Err(DayError::Stopped("the expected products' writer stopped")),
+        }
+    }
+
+    /// Writes what is left and finishes the products; their record counts.
+    fn finish(&mut self) -> Result<[u64; 3], DayError> {
+        let rest = std::mem::take(&mut self.batch);
+        self.send(Some(rest))?;
+        self.send(None)?;
+        self.batches = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(DayError::Stopped("the expected products' writer stopped")),
+        }
+    }
+}
+
+impl Drop for ExpectedWriter {
+    fn drop(&mut self) {
+        // Closing the queue without a finish abandons the products.
+        self.batches = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Routes each generated packet through the downlink and into the truth.
 struct Assembly {
     downlink: Downlink,
     protected: Vec<(u64, u64)>,
-    expected: Expected,
+    expected: ExpectedWriter,
     gaps: BTreeMap<u16, GapTracker>,
     stats: DayStats,
     end_of_hk: Option<u64>,
@@ -499,7 +592,7 @@ impl Assembly {
             .or_default()
             .record(p.apid, p.seq, p.obt_ns, delivered);
         if delivered {
-            self.expected.push(p, hash, content)?;
+            self.expected.push((p, hash, content))?;
         }
         Ok(())
     }
@@ -598,12 +691,12 @@ pub fn simulate_day_with_progress(
             out.join("deliveries"),
         )?,
         protected: hk.protected(),
-        expected: Expected {
+        expected: ExpectedWriter::spawn(Expected {
             windows: ProductWriter::with_level(expected_dir.join("window.mprod"), 1)?,
             attitude: ProductWriter::with_level(expected_dir.join("attitude.mprod"), 1)?,
             hk: ProductWriter::with_level(expected_dir.join("hk.mprod"), 1)?,
             db: hk.db().clone(),
-        },
+        }),
         gaps: BTreeMap::new(),
         stats: DayStats {
             seed: cfg.seed,
@@ -764,6 +857,7 @@ fn finish(
     // The downlink's last passes, the expected products and the health truth
     // finish side by side (their fsyncs and CPU work overlap).
     let (downlink_done, expected_counts, hk_truth) = std::thread::scope(|scope| {
+        let mut expected = expected;
         let expected = scope.spawn(move || expected.finish());
         let hk_truth = scope.spawn(move || hk.truth(end_of_hk.unwrap_or(0)));
         let downlink_done = downlink.finish();
