@@ -6,7 +6,11 @@
 //! cargo run --release -p meridian-xmatch --example xmatch_bench -- gen DIR 10000000 1000000
 //! cargo run --release -p meridian-xmatch --example xmatch_bench -- build DIR
 //! cargo run --release -p meridian-xmatch --example xmatch_bench -- match DIR
+//! cargo run --release -p meridian-xmatch --example xmatch_bench -- run DIR
 //! ```
+//! `run` times the whole product-to-product path of `meridian-xmatch` (read
+//! and match, finish, write) stage by stage; `repeat DIR N` only the match, N
+//! times (a subject for profilers; `XM_DUMP=FILE` keeps the records).
 //! Each phase prints one JSON object on stdout.
 
 use meridian_core::Vec3;
@@ -32,6 +36,7 @@ fn main() {
         "build" => build(&dir),
         "match" => run_match(&dir),
         "repeat" => repeat_match(&dir, args.get(2).map_or(3, |n| n.parse().unwrap())),
+        "run" => whole_run(&dir),
         other => panic!("unknown phase {other}"),
     };
     println!("{json}");
@@ -199,6 +204,31 @@ fn build(dir: &Path) -> String {
         vm_hwm_mib(),
         report.info.tiers[0].depth,
         report.info.tiers[1].sources
+    )
+}
+
+/// The whole run path, as `meridian-xmatch --index --in --out` does it, with
+/// each stage's wall time (into `DIR/run-out`).
+fn whole_run(dir: &Path) -> String {
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let index = Index::open(dir.join("catalogue.idx")).unwrap();
+    let files = meridian_xmatch::run::transit_products(&dir.join("located")).unwrap();
+    let opts = meridian_xmatch::RunOptions::default();
+    let part = meridian_xmatch::run::match_files(&index, &files, &opts, &|_| {}).unwrap();
+    let matched = start.elapsed().as_secs_f64();
+    let (records, summary) = meridian_xmatch::run::finish_run(vec![part]).unwrap();
+    let finished = start.elapsed().as_secs_f64();
+    meridian_xmatch::run::write_final(&dir.join("run-out"), &records, &summary).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    format!(
+        "{{\"phase\":\"run\",\"transits\":{},\"read_match_seconds\":{matched:.3},\"finish_seconds\":{:.3},\"write_seconds\":{:.3},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\"transits_per_s\":{:.0},\"vm_hwm_mib\":{:.1}}}",
+        records.len(),
+        finished - matched,
+        secs - finished,
+        records.len() as f64 / secs,
+        vm_hwm_mib()
     )
 }
 

@@ -829,40 +829,34 @@ pub fn finish_matches(
             v.par_sort_unstable_by_key(|m| m.transit_id);
         }
     }
-    // The merge decides on the ids alone (one sequential pass); the records
-    // themselves are then copied into place in parallel.
-    let mut picks = Vec::with_capacity(matched.len() + new.len());
-    let (mut i, mut j) = (0, 0);
-    let mut last = None;
-    while i < matched.len() || j < new.len() {
-        let from_new =
-            i == matched.len() || (j < new.len() && new[j].transit_id < matched[i].transit_id);
-        let id = if from_new {
-            new[j].transit_id
-        } else {
-            matched[i].transit_id
-        };
-        if last == Some(id) {
-            return Err(MatchError::DuplicateTransit(id));
+    // Merged in place from the back: `matched` grows by the new records'
+    // count (a reallocation that need not copy) and every record moves at
+    // most once, where a merge into a fresh vector would fault in and copy
+    // all of them. Equal ids keep the matched record first.
+    let (n_matched, n_new) = (matched.len(), new.len());
+    let placeholder = TransitPos {
+        transit_id: 0,
+        pos: Vec3::default(),
+        epoch: 0.0,
+    };
+    matched.resize_with(n_matched + n_new, || unmatched_record(&placeholder));
+    let (mut free_end, mut unplaced) = (n_matched + n_new, n_matched);
+    while let Some(m) = new.pop() {
+        while unplaced > 0 && matched[unplaced - 1].transit_id > m.transit_id {
+            unplaced -= 1;
+            free_end -= 1;
+            matched.swap(unplaced, free_end);
         }
-        last = Some(id);
-        picks.push(if from_new { (true, j) } else { (false, i) });
-        if from_new {
-            j += 1;
-        } else {
-            i += 1;
-        }
+        free_end -= 1;
+        matched[free_end] = m;
     }
-    Ok(picks
-        .par_iter()
-        .map(|&(from_new, k)| {
-            if from_new {
-                new[k].clone()
-            } else {
-                matched[k].clone()
-            }
-        })
-        .collect())
+    if let Some(w) = matched
+        .par_windows(2)
+        .find_first(|w| w[0].transit_id == w[1].transit_id)
+    {
+        return Err(MatchError::DuplicateTransit(w[0].transit_id));
+    }
+    Ok(matched)
 }
 
 #[cfg(test)]

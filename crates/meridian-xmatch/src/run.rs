@@ -405,8 +405,13 @@ pub fn finish_run(parts: Vec<PartialRun>) -> Result<(Vec<Match>, XmatchSummary),
         read += p.info.transits_read;
         no_pos += p.info.transits_without_position;
         regions.extend(p.info.region);
-        matched.extend(p.matched);
-        unmatched.extend(p.unmatched.iter().filter_map(TransitPos::from_transit));
+        // A whole-sky run has one part: its records are taken, not copied.
+        if matched.is_empty() {
+            matched = p.matched;
+        } else {
+            matched.extend(p.matched);
+        }
+        unmatched.par_extend(p.unmatched.par_iter().filter_map(TransitPos::from_transit));
     }
     regions.sort();
     let radius_rad = radius_arcsec * meridian_core::geom::RAD_PER_ARCSEC;
