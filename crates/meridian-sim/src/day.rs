@@ -280,10 +280,11 @@ impl ScienceTruthFiles {
         if let Some(e) = self.error {
             return Err(e);
         }
-        self.early_sync
-            .finish()
-            .map_err(io_err(&self.windows.tmp))?;
+        // No more early syncs; the final one need not wait for one under way.
+        self.early_sync.requests = None;
+        let tmp = self.windows.tmp.clone();
         self.windows.finish()?;
+        self.early_sync.finish().map_err(io_err(&tmp))?;
         self.disturbances.finish()
     }
 }
