@@ -171,21 +171,16 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
         std::env::temp_dir().join(format!("meridian-sim-bench-{}", std::process::id()))
     });
     cfg.write_catalogue = false;
-    let cpu_before = process_cpu_s();
+    let cpu_before = meridian_core::resources::cpu_seconds();
     let started = Instant::now();
     let stats = simulate_day(&cfg, &dir)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_s()
+    let cpu = meridian_core::resources::cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    let hwm = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+    let hwm = meridian_core::resources::peak_rss_bytes().map_or("peak RSS n/a".to_owned(), |b| {
+        format!("peak RSS {:.0} MiB", b as f64 / (1u64 << 20) as f64)
+    });
     let mb = stats.delivery_stream_bytes as f64 / 1e6;
     println!(
         "whole day without catalogue: scale {scale}, {hours} h: {} windows, {} deliveries, {mb:.1} MB of telemetry in {elapsed:.2} s = {:.1} MB/s; {hwm}",
@@ -204,18 +199,6 @@ fn sim_bench(scale: f64, hours: f64, out: Option<PathBuf>, with_parts: bool) -> 
         let _ = std::fs::remove_dir_all(&dir);
     }
     if with_parts { parts(&cfg, mb) } else { Ok(()) }
-}
-
-/// User plus system CPU seconds of this process so far (all threads), from
-/// `/proc/self/stat`; `None` where that is not available.
-fn process_cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line, in clock ticks (USER_HZ = 100).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 /// Times the parts of a day separately: catalogue, science generation, and

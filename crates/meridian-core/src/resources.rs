@@ -16,8 +16,18 @@ pub fn reset_peak_rss() {
 /// CPU time of the process so far (user + system, every thread), seconds.
 /// `/proc/self/stat` counts it in ticks of the kernel ABI's fixed USER_HZ (100).
 pub fn cpu_seconds() -> Option<f64> {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// CPU time of the calling thread so far (user + system), seconds: in a phase
+/// whose other threads are workers, the sequential part that bounds its wall time.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+fn stat_cpu_seconds(file: &str) -> Option<f64> {
     const USER_HZ: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(file).ok()?;
     // Fields after the parenthesised command name, which may itself hold spaces.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     let utime: u64 = fields.nth(11)?.parse().ok()?;
@@ -57,5 +67,10 @@ mod tests {
         }
         let after = super::cpu_seconds().unwrap();
         assert!(after - before >= 0.1, "{before} -> {after}");
+        let thread = super::thread_cpu_seconds().unwrap();
+        assert!(
+            thread >= 0.1 && thread <= after + 0.02,
+            "{thread} of {after}"
+        );
     }
 }

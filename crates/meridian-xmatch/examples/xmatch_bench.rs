@@ -17,6 +17,7 @@ use meridian_core::Vec3;
 use meridian_core::geom::RAD_PER_MAS;
 use meridian_core::product;
 use meridian_core::records::{Flags, Transit};
+use meridian_core::resources;
 use meridian_core::time::julian_epoch_tt;
 use meridian_xmatch::propagate::propagate;
 use meridian_xmatch::{BuildOptions, Index, Matcher, build_index_from_path};
@@ -43,38 +44,19 @@ fn main() {
 }
 
 fn vm_hwm_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    resources::peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1u64 << 20) as f64)
 }
 
 /// CPU seconds (user + system) of this process so far: with other work on the
 /// machine, rates per CPU second are steadier than wall-clock rates.
 fn cpu_seconds() -> f64 {
-    stat_cpu_seconds("/proc/self/stat")
+    resources::cpu_seconds().unwrap_or(f64::NAN)
 }
 
 /// CPU seconds of the calling (main) thread: the sequential part of a phase,
 /// which bounds its wall time on an otherwise idle machine.
 fn main_thread_cpu_seconds() -> f64 {
-    stat_cpu_seconds("/proc/thread-self/stat")
-}
-
-fn stat_cpu_seconds(file: &str) -> f64 {
-    let stat = std::fs::read_to_string(file).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    resources::thread_cpu_seconds().unwrap_or(f64::NAN)
 }
 
 fn write_f64s(path: &Path, values: &[f64]) {
