@@ -66,6 +66,8 @@ const T_OBS_MARGIN_NS: u64 = NS_PER_S;
 /// crossing the boundary), so larger batches fit fewer windows twice; 64 chunks
 /// of a 1 % day hold ~110 MB. Outputs do not depend on it.
 pub const BATCH_CHUNKS: usize = 64;
+/// Threads compressing, writing and fsyncing the outputs.
+const WRITERS: usize = 2;
 /// Windows fitted per parallel task inside a chunk.
 const FIT_BATCH: usize = 2048;
 
@@ -409,47 +411,109 @@ impl Plan {
         self.remove_strays()?;
         let mut jobs = std::mem::take(&mut self.to_process);
         jobs.sort_by_key(|j| j.own.start_obt_ns);
-        for batch in jobs.chunks(self.batch_chunks) {
-            let inputs = BatchInputs::load(&self.in_dir, batch);
-            let results: Vec<_> = batch
-                .par_iter()
-                .map(|job| {
-                    let r = inputs.process(&self.out_dir, job);
-                    progress();
-                    r
-                })
-                .collect();
-            for (job, result) in batch.iter().zip(results) {
-                self.record(job, result, &mut summary)?;
+        // Outputs are compressed, written and fsynced by writer threads, so the
+        // fit workers never wait for the disk and a batch's writes overlap the
+        // next batch's fits. A chunk enters the state only once both its files
+        // are in place.
+        let out_dir = self.out_dir.clone();
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<ChunkOutputs>(self.batch_chunks);
+        let out_rx = std::sync::Mutex::new(out_rx);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| -> Result<(), LocateError> {
+            for _ in 0..WRITERS {
+                let (out_rx, done_tx, out_dir) = (&out_rx, done_tx.clone(), &out_dir);
+                scope.spawn(move || {
+                    loop {
+                        let next = out_rx.lock().map(|rx| rx.recv());
+                        let Ok(Ok(outputs)) = next else { break };
+                        let written = outputs.write(out_dir);
+                        if done_tx.send((outputs.start, written)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            // Saved per batch, so a killed run redoes at most one batch.
-            self.state.save(&self.out_dir)?;
-        }
+            drop(done_tx);
+            let mut pending: HashMap<u64, (Vec<InputRef>, ChunkCounts)> = HashMap::new();
+            for batch in jobs.chunks(self.batch_chunks) {
+                let inputs = BatchInputs::load(&self.in_dir, batch);
+                let results: Vec<_> = batch
+                    .par_iter()
+                    .map(|job| {
+                        let r = inputs.compute(job);
+                        progress();
+                        r
+                    })
+                    .collect();
+                for (job, result) in batch.iter().zip(results) {
+                    let start = job.own.start_obt_ns;
+                    match result {
+                        Ok(outputs) => {
+                            pending.insert(start, (job.inputs(), outputs.counts()));
+                            out_tx.send(outputs).map_err(|_| {
+                                LocateError::Input(
+                                    "internal error: the output writers stopped".into(),
+                                )
+                            })?;
+                        }
+                        Err(e) => self.record_failure(start, e, &mut summary)?,
+                    }
+                }
+                while let Ok((start, written)) = done_rx.try_recv() {
+                    self.book(start, written, &mut pending, &mut summary)?;
+                }
+                // Saved per batch, so a killed run redoes at most the chunks
+                // not yet booked.
+                self.state.save(&self.out_dir)?;
+            }
+            drop(out_tx);
+            for (start, written) in done_rx {
+                self.book(start, written, &mut pending, &mut summary)?;
+            }
+            Ok(())
+        })?;
         self.state.save(&self.out_dir)?;
         Ok(summary)
     }
 
-    /// Books one job's result into the state and the summary. A failure to write
-    /// the output folder ends the run; an unreadable input fails the chunk alone
-    /// (its outputs are removed so nothing stale remains).
-    fn record(
+    /// Books a chunk whose outputs were written (or failed to be) into the
+    /// state and the summary.
+    fn book(
         &mut self,
-        job: &ChunkJob,
-        result: Result<ChunkCounts, LocateError>,
+        start: u64,
+        written: Result<(), LocateError>,
+        pending: &mut HashMap<u64, (Vec<InputRef>, ChunkCounts)>,
         summary: &mut LocateSummary,
     ) -> Result<(), LocateError> {
-        let start = job.own.start_obt_ns;
-        match result {
-            Ok(counts) => {
+        let (inputs, counts) = pending
+            .remove(&start)
+            .expect("every written chunk was pending");
+        match written {
+            Ok(()) => {
                 summary.add(&counts);
-                self.state.outputs.insert(start, job.inputs());
+                self.state.outputs.insert(start, inputs);
+                Ok(())
             }
-            Err(LocateError::Product(ProductError::Io { path, source }))
+            Err(e) => self.record_failure(start, e, summary),
+        }
+    }
+
+    /// Books a chunk that could not be processed. A failure to write the output
+    /// folder ends the run; an unreadable input fails the chunk alone (its
+    /// outputs are removed so nothing stale remains).
+    fn record_failure(
+        &mut self,
+        start: u64,
+        error: LocateError,
+        summary: &mut LocateSummary,
+    ) -> Result<(), LocateError> {
+        match error {
+            LocateError::Product(ProductError::Io { path, source })
                 if path.starts_with(&self.out_dir) =>
             {
-                return Err(LocateError::Io { path, source });
+                Err(LocateError::Io { path, source })
             }
-            Err(e) => {
+            e => {
                 tracing::error!("window chunk {start}: {e}");
                 remove_outputs(&self.out_dir, start)?;
                 self.state.outputs.remove(&start);
@@ -457,9 +521,9 @@ impl Plan {
                     start_obt_ns: start,
                     error: e.to_string(),
                 });
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Removes files in the output folders that are not the output of a current
@@ -500,6 +564,25 @@ fn remove_outputs(out_dir: &Path, start: u64) -> Result<(), LocateError> {
         }
     }
     Ok(())
+}
+
+/// One window chunk's outputs, computed and waiting to be written.
+struct ChunkOutputs {
+    start: u64,
+    observations: Vec<Observation>,
+    transits: Vec<Transit>,
+}
+
+impl ChunkOutputs {
+    fn counts(&self) -> ChunkCounts {
+        ChunkCounts::of(&self.observations, &self.transits)
+    }
+
+    fn write(&self, out_dir: &Path) -> Result<(), LocateError> {
+        let (obs_path, tr_path) = output_paths(out_dir, self.start);
+        write_products(&obs_path, &self.observations)?;
+        write_products(&tr_path, &self.transits)
+    }
 }
 
 fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Result<(), LocateError> {
@@ -587,8 +670,8 @@ impl BatchInputs {
         }
     }
 
-    /// Computes and writes the outputs of one job of the batch.
-    fn process(&self, out_dir: &Path, job: &ChunkJob) -> Result<ChunkCounts, LocateError> {
+    /// Computes the outputs of one job of the batch.
+    fn compute(&self, job: &ChunkJob) -> Result<ChunkOutputs, LocateError> {
         if let Some(e) = job
             .attitude
             .iter()
@@ -612,10 +695,11 @@ impl BatchInputs {
             .collect::<Result<Vec<_>, _>>()?;
         let transits = transits_of(own, &earlier, &later);
         let observations: Vec<Observation> = own.iter().map(|l| l.observation.clone()).collect();
-        let (obs_path, tr_path) = output_paths(out_dir, job.own.start_obt_ns);
-        write_products(&obs_path, &observations)?;
-        write_products(&tr_path, &transits)?;
-        Ok(ChunkCounts::of(&observations, &transits))
+        Ok(ChunkOutputs {
+            start: job.own.start_obt_ns,
+            observations,
+            transits,
+        })
     }
 }
 
