@@ -7,7 +7,9 @@
 //! * A **packet** is a plausible primary header (version 0, telemetry, unsegmented,
 //!   secondary header, at least header + secondary header + CRC long) whose whole
 //!   length lies in the data and whose CRC-16 matches. Only packets are sync
-//!   points: after a failure the reader resumes at the next offset holding one.
+//!   points: after a failure the reader resumes at the next offset holding one,
+//!   skipping candidates that wholly contain another packet (a chance CRC match
+//!   in garbage must not swallow intact packets; see `contains_packet`).
 //! * An **idle packet** (APID 0x7FF, no CRC) is recognised only at a *boundary*:
 //!   the start of the delivery or the end of the previous packet (ICD §9), and
 //!   only if no sync point starts inside it (its length has no CRC to vouch for
@@ -353,8 +355,26 @@ fn may_start_tm(b0: u8) -> bool {
     b0 & 0xF8 == 0x08
 }
 
+/// True when a CRC-valid TM packet lies wholly inside `packet`, after its start.
+///
+/// A sync point found by searching (after garbage or a failed packet) must not
+/// contain one: garbage passes a plausible-header and CRC-16 check by chance
+/// about once in 65 536 plausible headers, and such a false packet, up to 64 KiB
+/// long, would swallow the intact packets after it. A genuine packet whose data
+/// holds a whole valid packet is rare; after garbage it is quarantined and its
+/// inner packet decoded, its bytes kept either way.
+fn contains_packet(packet: &[u8]) -> bool {
+    (1..packet.len()).any(|q| {
+        may_start_tm(packet[q])
+            && header_at(packet, q)
+                .filter(|h| h.is_plausible() && !h.is_idle())
+                .and_then(|h| packet.get(q..q + h.packet_len()))
+                .is_some_and(crc_ok)
+    })
+}
+
 /// First offset in `from..from + max_dist` (and within `buf`) where a CRC-valid
-/// TM packet starts.
+/// TM packet starts that holds no other (see [`contains_packet`]).
 fn find_sync(buf: &[u8], from: usize, max_dist: usize, eof: bool) -> Sync {
     let end = max_dist.min(buf.len());
     for q in from..end {
@@ -370,7 +390,7 @@ fn find_sync(buf: &[u8], from: usize, max_dist: usize, eof: bool) -> Sync {
         }
         let len = h.packet_len();
         match buf.get(q..q + len) {
-            Some(p) if crc_ok(p) => return Sync::Found(q),
+            Some(p) if crc_ok(p) && !contains_packet(p) => return Sync::Found(q),
             Some(_) => {}
             None if eof => {}
             None => return Sync::NeedMore,

@@ -341,3 +341,50 @@ fn a_failing_sink_stops_decoding_with_its_error_on_every_path() {
         assert_eq!(err, "writing records: disk full");
     }
 }
+
+/// Garbage can hold a plausible header whose declared length ends where the
+/// CRC-16 happens to match (about one plausible header in 65 536): such a false
+/// packet must not swallow the intact packets inside it. Built here as the worst
+/// case, a CRC-valid packet whose data is other packets, right after garbage.
+#[test]
+fn after_garbage_a_packet_holding_packets_is_no_sync_point() {
+    use meridian_telemetry::SecondaryHeader;
+    use meridian_telemetry::packet::encode_packet;
+    let ps: Vec<TruthPacket> = packets(5, 40)
+        .into_iter()
+        .filter(|p| p.apid != 0x7FF)
+        .collect();
+    let inner = concat(&ps[10..13]);
+    let mut bytes = concat(&ps[..10]);
+    bytes.extend([0xFFu8; 7]); // garbage: no plausible header starts in it
+    let outer_start = bytes.len();
+    let sec = SecondaryHeader::new(9, 9, 0, 1_000_000_000);
+    encode_packet(&mut bytes, 0x300, 0, &sec, &inner).unwrap();
+    bytes.extend(concat(&ps[13..]));
+    let (out, stats) = decode_all(&bytes, sequential());
+    // Every real packet decodes, the three inside the false one included; the
+    // false one's header and trailer are quarantined, nothing is lost.
+    let expected: usize = ps.iter().map(|p| p.records.windows.len()).sum();
+    assert_eq!(out.windows.len(), expected);
+    assert!(
+        out.unknown_packets
+            .iter()
+            .all(|u| u.offset != outer_start as u64)
+    );
+    assert!(
+        out.quarantine
+            .iter()
+            .any(|q| q.offset == (outer_start - 7) as u64)
+    );
+    stats.check_accounting().unwrap();
+    assert_eq!(
+        decode_all(&bytes, sequential()),
+        decode_all(
+            &bytes,
+            DecodeOptions {
+                segment_len: 64,
+                block_len: 97
+            }
+        )
+    );
+}
