@@ -3,6 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use meridian_core::stage::Progress;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -90,6 +91,24 @@ pub fn byte_progress_bar(len: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+/// A progress bar as a stage library's [`Progress`]: each phase restarts the bar
+/// with its name and total (kept when the phase gives 0, "unknown"), and steps
+/// advance it.
+pub struct BarProgress(pub ProgressBar);
+
+impl Progress for BarProgress {
+    fn phase(&self, name: &str, total: u64) {
+        if total > 0 {
+            self.0.set_length(total);
+        }
+        self.0.set_position(0);
+        self.0.set_message(name.to_owned());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
 }
 
 fn progress_target() -> ProgressDrawTarget {

@@ -55,15 +55,15 @@ fn main() -> std::process::ExitCode {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        let bar = meridian_cli::byte_progress_bar(total, "decoding");
+        let bar = meridian_cli::BarProgress(meridian_cli::byte_progress_bar(total, "decoding"));
         let summary = decode_deliveries(
             &cli.deliveries,
             &db,
             &cli.out,
             DecodeOptions::default(),
-            &|n| bar.inc(n),
+            &bar,
         )?;
-        bar.finish_and_clear();
+        bar.0.finish_and_clear();
         tracing::info!(
             "{} decoded, {} already decoded, {} failed ({} MB in {:.2} s); summary in {}",
             summary.decoded,

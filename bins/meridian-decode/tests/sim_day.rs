@@ -88,8 +88,14 @@ fn a_simulated_day_decodes_exactly() {
         .collect();
     deliveries.sort();
     let out = tmp.path().join("out");
-    let summary =
-        decode_deliveries(&deliveries, &db, &out, DecodeOptions::default(), &|_| {}).unwrap();
+    let summary = decode_deliveries(
+        &deliveries,
+        &db,
+        &out,
+        DecodeOptions::default(),
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap();
     assert_eq!(summary.failed, 0, "{:?}", summary.deliveries);
     assert_eq!(summary.decoded, stats.deliveries);
 

@@ -95,11 +95,10 @@ fn main() -> std::process::ExitCode {
             let size = std::fs::metadata(&catalogue)
                 .with_context(|| format!("{}", catalogue.display()))?
                 .len();
-            let bar = meridian_cli::byte_progress_bar(size, "catalogue");
+            let bar = meridian_cli::BarProgress(meridian_cli::byte_progress_bar(size, "catalogue"));
             let started = std::time::Instant::now();
-            let report =
-                build_index_from_path(&catalogue, &output, &opts, &|n| bar.set_position(n))?;
-            bar.finish_and_clear();
+            let report = build_index_from_path(&catalogue, &output, &opts, &bar)?;
+            bar.0.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             tracing::info!(
                 sources = report.sources,

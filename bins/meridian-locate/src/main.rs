@@ -68,9 +68,12 @@ fn main() -> std::process::ExitCode {
             chunks = plan.chunks_to_process(),
             "window chunks to process"
         );
-        let bar = meridian_cli::progress_bar(plan.chunks_to_process() as u64, "chunks");
-        let locate = plan.execute(|| bar.inc(1))?;
-        bar.finish_and_clear();
+        let bar = meridian_cli::BarProgress(meridian_cli::progress_bar(
+            plan.chunks_to_process() as u64,
+            "chunks",
+        ));
+        let locate = plan.execute(&bar)?;
+        bar.0.finish_and_clear();
         let elapsed_s = started.elapsed().as_secs_f64();
         tracing::info!(
             processed = locate.chunks_processed,

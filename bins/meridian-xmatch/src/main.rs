@@ -109,9 +109,9 @@ fn match_run(cli: &Cli) -> anyhow::Result<u8> {
         batch_size: cli.batch.max(1),
         region: cli.region.clone(),
     };
-    let bar = meridian_cli::progress_bar(total, "transits");
-    let part = run::match_files(&index, &files, &opts, &|n| bar.set_position(n))?;
-    bar.finish_and_clear();
+    let bar = meridian_cli::BarProgress(meridian_cli::progress_bar(total, "transits"));
+    let part = run::match_files(&index, &files, &opts, &bar)?;
+    bar.0.finish_and_clear();
     if cli.region.is_some() {
         run::write_partial(out, &part)?;
         tracing::info!(

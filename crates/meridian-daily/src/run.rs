@@ -20,6 +20,7 @@
 
 use crate::health_stage;
 use meridian_core::product;
+use meridian_core::stage::{NoProgress, Progress};
 use meridian_order::{ChunkStatus, Manifest};
 use meridian_telemetry::MissionDb;
 use serde::Serialize;
@@ -189,15 +190,12 @@ pub fn run_daily(
     let paths: Vec<PathBuf> = inputs.iter().map(|i| i.path.clone()).collect();
     let total_bytes = inputs.iter().map(|i| i.bytes).sum();
     let decoded = timed(&mut stages, "decode", progress, total_bytes, || {
-        let done = std::sync::atomic::AtomicU64::new(0);
-        let tick =
-            |n: u64| progress.set(done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n);
         meridian_telemetry::delivery::decode_deliveries(
             &paths,
             &db,
             &out.join("decoded"),
             Default::default(),
-            &tick,
+            &StageProgress::new(progress, "decode"),
         )
         .map_err(|e| stage_err("decode")(&e))
     })?;
@@ -211,14 +209,8 @@ pub fn run_daily(
     let mut order_opts = meridian_order::Options::new(out.join("decoded"), out.join("ordered"));
     order_opts.mem_bytes = cfg.order_mem_bytes;
     let ordered = timed(&mut stages, "order", progress, 0, || {
-        meridian_order::order(
-            &order_opts,
-            &OrderProgress {
-                daily: progress,
-                done: Default::default(),
-            },
-        )
-        .map_err(|e| stage_err("order")(&e))
+        meridian_order::order(&order_opts, &StageProgress::new(progress, "order"))
+            .map_err(|e| stage_err("order")(&e))
     })?;
     inputs_failed |= !ordered.failed.is_empty();
     closing.gaps = ordered.gaps;
@@ -235,9 +227,7 @@ pub fn run_daily(
     let located = timed(&mut stages, "locate", progress, 0, || {
         let plan = meridian_locate::plan(&out.join("ordered"), &out.join("located"))
             .map_err(|e| stage_err("locate")(&e))?;
-        progress.stage("locate", plan.chunks_to_process() as u64);
-        let done = std::sync::atomic::AtomicU64::new(0);
-        plan.execute(|| progress.set(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1))
+        plan.execute(&StageProgress::new(progress, "locate"))
             .map_err(|e| stage_err("locate")(&e))
     })?;
     inputs_failed |= !located.chunks_failed.is_empty();
@@ -313,17 +303,31 @@ fn timed<T: Serialize>(
     Ok(value)
 }
 
-/// Shows the ordering stage's phases on the daily run's bar.
-struct OrderProgress<'a> {
+/// Shows a stage library's progress on the daily run's bar: a phase with a
+/// known total restarts the stage's bar, steps move it.
+struct StageProgress<'a> {
     daily: &'a dyn DailyProgress,
+    stage: &'static str,
     done: std::sync::atomic::AtomicU64,
 }
 
-impl meridian_order::run::Progress for OrderProgress<'_> {
+impl<'a> StageProgress<'a> {
+    fn new(daily: &'a dyn DailyProgress, stage: &'static str) -> Self {
+        Self {
+            daily,
+            stage,
+            done: Default::default(),
+        }
+    }
+}
+
+impl Progress for StageProgress<'_> {
     fn phase(&self, name: &str, total: u64) {
-        tracing::debug!(phase = name, total, "order phase");
-        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.daily.stage("order", total);
+        tracing::debug!(stage = self.stage, phase = name, total, "phase");
+        if total > 0 {
+            self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.daily.stage(self.stage, total);
+        }
     }
     fn advance(&self, n: u64) {
         let done = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
@@ -390,7 +394,7 @@ fn ensure_index(cfg: &DailyConfig) -> Result<PathBuf, DailyError> {
         ..Default::default()
     };
     // Streamed from the file: a catalogue CSV may be far larger than memory.
-    meridian_xmatch::index::build_index_from_path(&cfg.catalogue, &index, &opts, &|_| {})
+    meridian_xmatch::index::build_index_from_path(&cfg.catalogue, &index, &opts, &NoProgress)
         .map_err(|e| err(&e))?;
     product::write_file_atomic(&stamp, key.as_bytes()).map_err(|e| err(&e))?;
     Ok(index)
@@ -428,8 +432,13 @@ fn xmatch(
         radius_arcsec: cfg.radius_arcsec,
         ..Default::default()
     };
-    let part =
-        run::match_files(&index, &files, &opts, &|n| progress.set(n)).map_err(|e| err(&e))?;
+    let part = run::match_files(
+        &index,
+        &files,
+        &opts,
+        &StageProgress::new(progress, "xmatch"),
+    )
+    .map_err(|e| err(&e))?;
     let (records, summary) = run::finish_run(vec![part]).map_err(|e| err(&e))?;
     run::write_final(&cfg.out.join("matched"), &records, &summary).map_err(|e| err(&e))?;
     Ok(summary)

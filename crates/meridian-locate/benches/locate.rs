@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
             let out = tempfile::tempdir().expect("temp dir");
             let summary = meridian_locate::plan(input.path(), out.path())
                 .expect("plan")
-                .execute(|| {})
+                .execute(&meridian_core::stage::NoProgress)
                 .expect("run");
             assert_eq!(summary.windows, windows.len() as u64);
         })

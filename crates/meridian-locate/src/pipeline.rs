@@ -37,6 +37,7 @@ use crate::geometry::{Located, locate_window, transit_record};
 use meridian_core::Flag;
 use meridian_core::product::{ProductError, ProductWriter, read_all, write_file_atomic};
 use meridian_core::records::{Attitude, Observation, Transit, Window};
+use meridian_core::stage::Progress;
 use meridian_core::time::NS_PER_S;
 use meridian_order::{ChunkEntry, Manifest, Stream, manifest::ManifestError};
 use rayon::prelude::*;
@@ -394,10 +395,10 @@ impl Plan {
     }
 
     /// Processes the planned chunks in parallel, removes stale outputs and saves
-    /// the state; `progress` is called once per chunk done. A chunk that fails
+    /// the state; `progress` gets one phase, "chunks", advanced per chunk computed. A chunk that fails
     /// (unreadable input) is reported in the summary and its outputs removed; only
     /// failures to write the output folder are errors.
-    pub fn execute(mut self, progress: impl Fn() + Sync) -> Result<LocateSummary, LocateError> {
+    pub fn execute(mut self, progress: &dyn Progress) -> Result<LocateSummary, LocateError> {
         let mut summary = LocateSummary {
             window_chunks: self.window_chunks,
             chunks_up_to_date: self.up_to_date,
@@ -411,6 +412,7 @@ impl Plan {
         self.remove_strays()?;
         let mut jobs = std::mem::take(&mut self.to_process);
         jobs.sort_by_key(|j| j.own.start_obt_ns);
+        progress.phase("chunks", jobs.len() as u64);
         // Outputs are compressed, written and fsynced by writer threads, so the
         // fit workers never wait for the disk and a batch's writes overlap the
         // next batch's fits. A chunk enters the state only once both its files
@@ -441,7 +443,7 @@ impl Plan {
                     .par_iter()
                     .map(|job| {
                         let r = inputs.compute(job);
-                        progress();
+                        progress.advance(1);
                         r
                     })
                     .collect();

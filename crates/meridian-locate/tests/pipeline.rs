@@ -22,7 +22,13 @@ const CHUNK: u64 = 60 * NS_PER_S;
 const T0: u64 = 1_000 * CHUNK;
 
 fn run(input: &Path, out: &Path) -> LocateSummary {
-    plan(input, out).unwrap().execute(|| {}).unwrap()
+    let progress = meridian_core::stage::CountingProgress::default();
+    let summary = plan(input, out).unwrap().execute(&progress).unwrap();
+    // One phase of the chunks to process, one step per chunk computed.
+    let processed = summary.chunks_processed + summary.chunks_failed.len() as u64;
+    assert_eq!(progress.phases(), vec![("chunks".to_owned(), processed)]);
+    assert_eq!(progress.steps(), processed);
+    summary
 }
 
 /// Every product file under `dir` with its bytes, by path relative to `dir`.
@@ -268,7 +274,7 @@ fn batches_of_chunks_change_nothing() {
     let first = plan(input.path(), out.path())
         .unwrap()
         .with_batch_chunks(7)
-        .execute(|| {})
+        .execute(&meridian_core::stage::NoProgress)
         .unwrap();
     assert!(first.window_chunks > 32, "{first:?}");
     assert_eq!(first.transits, sim.len() as u64);

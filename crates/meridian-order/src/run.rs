@@ -9,6 +9,7 @@ use crate::sort::ExternalSorter;
 use crate::state::{self, DeliveryId, PacketKey, State, Variant, delivery_name};
 use meridian_core::product::write_file_atomic;
 use meridian_core::records::{Attitude, Gap, Hk, Window};
+pub use meridian_core::stage::{NoProgress, Progress};
 use meridian_core::time::NS_PER_S;
 use meridian_core::{ProductError, ProductReader};
 use serde::Serialize;
@@ -58,18 +59,6 @@ impl Options {
         }
     }
 }
-
-/// Progress callbacks (the binary draws bars; the library only counts).
-pub trait Progress: Sync {
-    /// A phase starts with `total` steps.
-    fn phase(&self, _name: &str, _total: u64) {}
-    /// `n` more steps are done.
-    fn advance(&self, _n: u64) {}
-}
-
-/// Reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {}
 
 /// A delivery that could not be read: named, skipped (not consumed, so a later
 /// run tries it again) and reported.

@@ -12,6 +12,7 @@ use crate::input::{Compression, DecodeError, DecodeOptions, decode_delivery, det
 use crate::mission_db::MissionDb;
 use meridian_core::product::{ProductError, ProductWriter, write_file_atomic};
 use meridian_core::records::{Attitude, Hk, Quarantine, UnknownPacket, Window};
+use meridian_core::stage::Progress;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -205,15 +206,15 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Decodes every delivery in `paths` into `out` (deliveries in parallel) and
-/// writes `out/decode-summary.json`. `progress` receives input octets as each
-/// delivery finishes. Only an unusable output folder is an `Err`; a delivery that
+/// writes `out/decode-summary.json`. `progress` advances by a delivery's input
+/// octets as it finishes. Only an unusable output folder is an `Err`; a delivery that
 /// fails is named in the summary and the others still decode.
 pub fn decode_deliveries(
     paths: &[PathBuf],
     db: &MissionDb,
     out: &Path,
     options: DecodeOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<RunSummary, FatalError> {
     let started = Instant::now();
     let deliveries = out.join("deliveries");
@@ -241,7 +242,6 @@ pub fn decode_deliveries(
             }
             Err(error) => {
                 tracing::error!("{}: {error}", path.display());
-                progress(0);
                 outcomes.push(DeliveryOutcome::Failed {
                     id: None,
                     paths: vec![path.clone()],
@@ -258,7 +258,7 @@ pub fn decode_deliveries(
             // The same path given twice is one delivery file.
             inputs.dedup_by(|a, b| a.path == b.path);
             let outcome = decode_group(&id, &inputs, db, out, options);
-            progress(received);
+            progress.advance(received);
             outcome
         })
         .collect();

@@ -20,7 +20,14 @@ fn faulty_bytes(seed: u64) -> Vec<u8> {
 }
 
 fn run(paths: &[PathBuf], out: &Path) -> meridian_telemetry::delivery::RunSummary {
-    decode_deliveries(paths, &db(), out, DecodeOptions::default(), &|_| {}).unwrap()
+    decode_deliveries(
+        paths,
+        &db(),
+        out,
+        DecodeOptions::default(),
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap()
 }
 
 fn failure<'a>(summary: &'a meridian_telemetry::delivery::RunSummary, path: &Path) -> &'a str {
@@ -149,7 +156,7 @@ fn unusable_output_folder_is_a_fatal_error_naming_it() {
         &db(),
         &file.join("out"),
         DecodeOptions::default(),
-        &|_| {},
+        &meridian_core::stage::NoProgress,
     )
     .unwrap_err()
     .to_string();
@@ -174,7 +181,9 @@ fn products_are_byte_identical_whatever_the_thread_count_and_input_order() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| decode_deliveries(paths, &db(), out, small, &|_| {}).unwrap());
+        pool.install(|| {
+            decode_deliveries(paths, &db(), out, small, &meridian_core::stage::NoProgress).unwrap()
+        });
     };
     let (one, four) = (tmp.path().join("one"), tmp.path().join("four"));
     decode_with(1, &paths, &one);

@@ -172,7 +172,7 @@ fn build(dir: &Path) -> String {
                 .unwrap_or(64.0),
             ..Default::default()
         },
-        &|_| {},
+        &meridian_core::stage::NoProgress,
     )
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
@@ -197,7 +197,9 @@ fn whole_run(dir: &Path) -> String {
     let index = Index::open(dir.join("catalogue.idx")).unwrap();
     let files = meridian_xmatch::run::transit_products(&dir.join("located")).unwrap();
     let opts = meridian_xmatch::RunOptions::default();
-    let part = meridian_xmatch::run::match_files(&index, &files, &opts, &|_| {}).unwrap();
+    let part =
+        meridian_xmatch::run::match_files(&index, &files, &opts, &meridian_core::stage::NoProgress)
+            .unwrap();
     let matched = start.elapsed().as_secs_f64();
     let (records, summary) = meridian_xmatch::run::finish_run(vec![part]).unwrap();
     let finished = start.elapsed().as_secs_f64();

@@ -70,6 +70,7 @@ use crate::catalogue::{CatalogueReader, CatalogueSource, CsvError};
 use crate::propagate::total_pm;
 use memmap2::Mmap;
 use meridian_core::Vec3;
+use meridian_core::stage::Progress;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BinaryHeap;
@@ -384,12 +385,13 @@ fn parent_dir(path: &Path) -> PathBuf {
         .to_owned()
 }
 
-/// Builds an index at `output` from the catalogue CSV at `csv`.
+/// Builds an index at `output` from the catalogue CSV at `csv`; `progress`
+/// advances by the CSV octets read.
 pub fn build_index_from_path(
     csv: &Path,
     output: &Path,
     opts: &BuildOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<BuildReport, IndexError> {
     let file = File::open(csv).map_err(io_err(csv))?;
     let counting = CountingRead {
@@ -411,7 +413,7 @@ struct CountingRead<'a, R> {
     inner: R,
     read: u64,
     reported: u64,
-    progress: &'a (dyn Fn(u64) + Sync),
+    progress: &'a dyn Progress,
 }
 
 impl<R: Read> Read for CountingRead<'_, R> {
@@ -419,7 +421,7 @@ impl<R: Read> Read for CountingRead<'_, R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read - self.reported >= 1 << 20 || n == 0 {
-            (self.progress)(self.read);
+            self.progress.advance(self.read - self.reported);
             self.reported = self.read;
         }
         Ok(n)

@@ -2,11 +2,12 @@
 //! HEALPix index of the catalogue and a parallel, deterministic matcher.
 //!
 //! ```no_run
+//! use meridian_core::stage::NoProgress;
 //! use meridian_xmatch::{BuildOptions, Index, Matcher, build_index_from_path};
 //! # fn transits() -> Vec<meridian_core::records::Transit> { vec![] }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let opts = BuildOptions { ref_epoch: Some(2016.0), ..Default::default() };
-//! build_index_from_path("gaia.csv".as_ref(), "gaia.idx".as_ref(), &opts, &|_| {})?;
+//! build_index_from_path("gaia.csv".as_ref(), "gaia.idx".as_ref(), &opts, &NoProgress)?;
 //! let index = Index::open("gaia.idx")?;
 //! let matches = Matcher::new(&index, 1.0)?.match_transits(&transits())?;
 //! # Ok(()) }

@@ -27,6 +27,7 @@ use crate::matcher::{MatchError, Matcher, TransitPos, finish_matches};
 use meridian_core::Vec3;
 use meridian_core::product::{self, ProductError, ProductReader};
 use meridian_core::records::{Match, RecordKind, Transit};
+use meridian_core::stage::Progress;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -206,6 +207,9 @@ pub fn transit_products(dir: &Path) -> Result<Vec<PathBuf>, RunError> {
     Ok(out)
 }
 
+/// Records read between progress reports.
+const PROGRESS_STEP: u64 = 65536;
+
 /// Total records in the transit files (from their headers), for progress.
 pub fn count_transits(files: &[PathBuf]) -> Result<u64, RunError> {
     let mut n = 0;
@@ -216,7 +220,7 @@ pub fn count_transits(files: &[PathBuf]) -> Result<u64, RunError> {
 }
 
 /// Matches every transit of `files` that belongs to the run's region, in
-/// batches; `progress` gets the number of records read so far.
+/// batches; `progress` advances by the transit records read.
 ///
 /// Reading (sequential decoding) runs on a thread of its own, one batch
 /// ahead of the matching, so that it overlaps the matching of the previous
@@ -225,7 +229,7 @@ pub fn match_files(
     index: &Index,
     files: &[PathBuf],
     opts: &RunOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<PartialRun, RunError> {
     let matcher = Matcher::new(index, opts.radius_arcsec)?;
     let mut part = PartialRun {
@@ -265,7 +269,7 @@ struct ReadCounts {
 fn read_batches(
     files: &[PathBuf],
     opts: &RunOptions,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
     tx: std::sync::mpsc::SyncSender<Vec<Transit>>,
 ) -> Result<ReadCounts, RunError> {
     let batch_size = opts.batch_size.max(1);
@@ -278,8 +282,8 @@ fn read_batches(
         for record in ProductReader::<Transit>::open(file)? {
             let transit = record?;
             seen += 1;
-            if seen.is_multiple_of(65536) {
-                progress(seen);
+            if seen.is_multiple_of(PROGRESS_STEP) {
+                progress.advance(PROGRESS_STEP);
             }
             let belongs = match (TransitPos::position_of(&transit), &opts.region) {
                 (None, _) => {
@@ -307,7 +311,7 @@ fn read_batches(
     if !batch.is_empty() {
         let _ = tx.send(batch);
     }
-    progress(seen);
+    progress.advance(seen % PROGRESS_STEP);
     Ok(counts)
 }
 

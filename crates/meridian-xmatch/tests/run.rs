@@ -85,7 +85,10 @@ fn fixture() -> Fixture {
 fn whole_run(f: &Fixture, opts: &RunOptions, out: &Path) -> Vec<u8> {
     let files = run::transit_products(&f.root.join("located")).unwrap();
     assert_eq!(files.len(), 2);
-    let part = run::match_files(&f.index, &files, opts, &|_| {}).unwrap();
+    let progress = meridian_core::stage::CountingProgress::default();
+    let part = run::match_files(&f.index, &files, opts, &progress).unwrap();
+    // Progress counts every transit record read, whatever the region.
+    assert_eq!(progress.steps(), run::count_transits(&files).unwrap());
     let (records, summary) = run::finish_run(vec![part]).unwrap();
     run::write_final(out, &records, &summary).unwrap();
     std::fs::read(out.join(MATCH_FILE)).unwrap()
@@ -150,7 +153,8 @@ fn regions_merge_into_the_same_products_as_one_run() {
             batch_size: 100,
             ..Default::default()
         };
-        let part = run::match_files(&f.index, &files, &opts, &|_| {}).unwrap();
+        let part =
+            run::match_files(&f.index, &files, &opts, &meridian_core::stage::NoProgress).unwrap();
         let dir = f.root.join(format!("region{k}"));
         run::write_partial(&dir, &part).unwrap();
         parts.push(run::read_partial(&dir).unwrap());
@@ -190,12 +194,18 @@ fn folder_without_transits_is_a_clear_error() {
 fn merge_refuses_mixed_radii_and_overlapping_parts() {
     let f = fixture();
     let files = run::transit_products(&f.root.join("located")).unwrap();
-    let one = run::match_files(&f.index, &files, &RunOptions::default(), &|_| {}).unwrap();
+    let one = run::match_files(
+        &f.index,
+        &files,
+        &RunOptions::default(),
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap();
     let wide = RunOptions {
         radius_arcsec: 2.0,
         ..Default::default()
     };
-    let two = run::match_files(&f.index, &files, &wide, &|_| {}).unwrap();
+    let two = run::match_files(&f.index, &files, &wide, &meridian_core::stage::NoProgress).unwrap();
     let err = run::finish_run(vec![one.clone(), two]).unwrap_err();
     assert!(err.to_string().contains("radius"), "{err}");
     // The same sky twice: every transit appears in both parts.
@@ -218,6 +228,7 @@ fn a_damaged_file_after_matched_batches_is_an_error_naming_it() {
         batch_size: 50,
         ..Default::default()
     };
-    let err = run::match_files(&f.index, &files, &opts, &|_| {}).unwrap_err();
+    let err =
+        run::match_files(&f.index, &files, &opts, &meridian_core::stage::NoProgress).unwrap_err();
     assert!(err.to_string().contains("b.mprod"), "{err}");
 }
