@@ -1,6 +1,7 @@
 //! External merge sort of one stream's new records: records are buffered in
-//! memory; when the run's budget is exceeded the buffer is sorted and spilled as a
-//! product file, and the sorted runs are merged back (in passes of at most
+//! memory; when the run's budget is exceeded the buffer is sorted and spilled as
+//! [`RUNS_PER_SPILL`] product files written in parallel, and the sorted runs are
+//! merged back (in passes of at most
 //! [`FAN_IN`] files) into one ordered stream. The output is the same sequence
 //! whatever the budget, because the order ([`StreamRecord::cmp_total`]) is total.
 
@@ -8,7 +9,8 @@ use crate::error::OrderError;
 use crate::record::StreamRecord;
 use meridian_core::product::ProductWriter;
 use meridian_core::{ProductError, ProductReader};
-use rayon::slice::ParallelSliceMut;
+use rayon::iter::{IndexedParallelIterator, ParallelIterator};
+use rayon::slice::{ParallelSlice, ParallelSliceMut};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,18 @@ pub const FAN_IN: usize = 16;
 /// zstd level of spill files: speed matters more than size for scratch data,
 /// read back once (the fastest level zstd has below the products' default).
 const SPILL_LEVEL: i32 = -7;
+
+/// Sorted runs written per spill (in parallel).
+pub const RUNS_PER_SPILL: usize = 2;
+
+fn write_run<R: StreamRecord>(path: &Path, records: &[R]) -> Result<(), OrderError> {
+    let mut w = ProductWriter::<R>::with_level(path, SPILL_LEVEL)?;
+    for r in records {
+        w.push(r)?;
+    }
+    w.finish()?;
+    Ok(())
+}
 
 /// Accumulates one stream's records and spills sorted runs to `dir`.
 pub struct ExternalSorter<R: StreamRecord> {
@@ -72,13 +86,15 @@ impl<R: StreamRecord> ExternalSorter<R> {
         let mut buf = std::mem::take(&mut self.buf);
         self.buf_bytes = 0;
         buf.par_sort_unstable_by(|a, b| a.cmp_total(b));
-        let path = self.run_path();
-        let mut w = ProductWriter::<R>::with_level(&path, SPILL_LEVEL)?;
-        for r in &buf {
-            w.push(r)?;
-        }
-        w.finish()?;
-        self.runs.push(path);
+        // The sorted buffer is written as a few runs side by side: encoding and
+        // compressing it is serial work the ingest otherwise waits for. A fixed
+        // count keeps the runs, and so the merge, independent of the thread count.
+        let per_run = buf.len().div_ceil(RUNS_PER_SPILL);
+        let paths: Vec<PathBuf> = buf.chunks(per_run).map(|_| self.run_path()).collect();
+        buf.par_chunks(per_run)
+            .zip(&paths)
+            .try_for_each(|(records, path)| write_run(path, records))?;
+        self.runs.extend(paths);
         Ok(())
     }
 
