@@ -275,8 +275,12 @@ impl<R: Record> ProductWriter<R> {
 
     /// Appends one record.
     pub fn push(&mut self, record: &R) -> Result<(), ProductError> {
-        codec::encode(record, &mut self.scratch)
-            .map_err(|e| ProductError::corrupt(&self.path, e))?;
+        let mark = self.scratch.len();
+        if let Err(e) = codec::encode(record, &mut self.scratch) {
+            // Leave no partial record behind in the batch.
+            self.scratch.truncate(mark);
+            return Err(ProductError::corrupt(&self.path, e));
+        }
         self.count += 1;
         if self.scratch.len() >= WRITE_BATCH {
             self.flush_scratch()?;
@@ -286,8 +290,8 @@ impl<R: Record> ProductWriter<R> {
 
     /// Compresses the encoded records as one zstd frame and writes it. The body
     /// is a sequence of independent frames, which any zstd stream decoder reads
-    /// as one stream; compressing whole batches in one call avoids the streaming
-    /// API's copies into its window, which cost more than the compression here.
+    /// as one stream. One call per batch costs what the streaming encoder did
+    /// (measured), and keeps frames independent of each other.
     fn flush_scratch(&mut self) -> Result<(), ProductError> {
         // An empty product still gets one (empty) frame: an empty body is not a
         // zstd stream.
