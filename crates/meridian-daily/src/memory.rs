@@ -1,6 +1,5 @@
-//! Peak resident memory and CPU time per stage, on top of
-//! [`meridian_core::resources`], keeping the whole run's peak across the
-//! per-stage resets.
+//! Peak resident memory per stage, on top of [`meridian_core::resources`],
+//! keeping the whole run's peak across the per-stage resets.
 
 use meridian_core::resources;
 
@@ -21,11 +20,6 @@ pub fn peak_rss_since_reset() -> Option<u64> {
     let peak = resources::peak_rss_bytes();
     PROCESS_PEAK.with_max(peak);
     peak
-}
-
-/// CPU seconds of the process so far (see [`resources::cpu_seconds`]).
-pub fn process_cpu_seconds() -> Option<f64> {
-    resources::cpu_seconds()
 }
 
 /// The largest peak seen across resets.

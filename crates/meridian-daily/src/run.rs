@@ -284,7 +284,7 @@ fn timed<T: Serialize>(
     tracing::info!(stage, "starting");
     progress.stage(stage, total);
     crate::memory::reset_peak_rss();
-    let cpu_before = crate::memory::process_cpu_seconds();
+    let cpu_before = meridian_core::resources::cpu_seconds();
     let started = Instant::now();
     let result = body();
     progress.done();
@@ -293,7 +293,7 @@ fn timed<T: Serialize>(
         stage,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: crate::memory::peak_rss_since_reset(),
-        cpu_seconds: crate::memory::process_cpu_seconds()
+        cpu_seconds: meridian_core::resources::cpu_seconds()
             .zip(cpu_before)
             .map(|(after, before)| after - before),
         summary: serde_json::to_value(&value).unwrap_or(serde_json::Value::Null),
