@@ -4,7 +4,7 @@
 mod common;
 
 use meridian_core::product;
-use meridian_core::records::{Attitude, Gap, HealthEvent, Hk, Match, Transit, Window};
+use meridian_core::records::{Attitude, Gap, HealthEvent, Hk, Match, Transit, Window, WindowTruth};
 use meridian_daily::compare::{Tolerance, compare_runs};
 use meridian_daily::run::Quiet;
 use meridian_daily::run_daily;
@@ -59,15 +59,12 @@ fn sample_day_products_match_the_truth() {
     assert_eq!(canon(&gaps), canon(&truth_gaps));
 
     // Every transit is matched, and to the star that made it.
-    let true_source: HashMap<u64, i64> = common::truth_jsonl("windows.jsonl")
-        .iter()
-        .map(|w| {
-            (
-                w["transit_id"].as_u64().unwrap(),
-                w["source_id"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let true_source: HashMap<u64, i64> =
+        product::read_all::<WindowTruth>(common::sample_day().join("truth/windows.mprod"))
+            .unwrap()
+            .iter()
+            .map(|w| (w.transit_id, w.source_id))
+            .collect();
     let transits: Vec<Transit> = product::find_products(out.join("located"))
         .unwrap()
         .into_iter()

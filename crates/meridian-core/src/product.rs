@@ -648,6 +648,7 @@ pub fn json_records(path: impl AsRef<Path>) -> Result<JsonRecords, ProductError>
         RecordKind::Transit => json_iter::<Transit>(path)?,
         RecordKind::Match => json_iter::<Match>(path)?,
         RecordKind::HealthEvent => json_iter::<HealthEvent>(path)?,
+        RecordKind::WindowTruth => json_iter::<WindowTruth>(path)?,
     })
 }
 

@@ -25,10 +25,14 @@ pub enum RecordKind {
     Transit = 8,
     Match = 9,
     HealthEvent = 10,
+    /// Not an ICD §9 product: the simulator's truth of each window it made
+    /// (`truth/windows.mprod`), in the product format so that it streams,
+    /// checksums and dumps like the products it is compared with.
+    WindowTruth = 11,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 11] = [
         Self::Window,
         Self::Attitude,
         Self::Hk,
@@ -39,6 +43,7 @@ impl RecordKind {
         Self::Transit,
         Self::Match,
         Self::HealthEvent,
+        Self::WindowTruth,
     ];
 
     /// The ICD §9 `kind` name.
@@ -54,6 +59,7 @@ impl RecordKind {
             Self::Transit => "transit",
             Self::Match => "match",
             Self::HealthEvent => "health_event",
+            Self::WindowTruth => "window_truth",
         }
     }
 
@@ -370,6 +376,35 @@ pub struct HealthEvent {
     pub message: String,
 }
 record!(HealthEvent, HealthEvent);
+
+/// The simulator's truth of one window (not an ICD §9 product; kind
+/// `window_truth`): the star that made it, where and when that star really
+/// was, and the true image parameters, for end-to-end tests with known truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowTruth {
+    pub transit_id: u64,
+    pub strip: u8,
+    pub row: u8,
+    pub fov: u8,
+    pub ac: u16,
+    /// OBT of the window's first sample, as in its `window` record.
+    pub obt_ns: u64,
+    pub source_id: i64,
+    /// True centroid c, samples.
+    pub centroid: f64,
+    /// F, e⁻.
+    pub flux: f64,
+    /// B, e⁻ per sample.
+    pub background: f64,
+    /// `observation_time_ns(obt_ns, centroid)`.
+    pub t_obs_ns: u64,
+    /// True (propagated) direction of the star at t_obs, degrees.
+    pub ra_deg: f64,
+    pub dec_deg: f64,
+    /// Catalogue G of the star.
+    pub g: f64,
+}
+record!(WindowTruth, WindowTruth);
 
 /// One quality flag of an observation or transit; JSON shows its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

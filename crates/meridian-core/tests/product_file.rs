@@ -156,6 +156,37 @@ fn json_dump_has_kind_and_icd_fields() {
     assert!(line["ra"].is_null());
 }
 
+#[test]
+fn simulator_window_truth_dumps_with_its_own_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("windows.mprod");
+    let truth = meridian_core::records::WindowTruth {
+        transit_id: 7,
+        strip: 2,
+        row: 4,
+        fov: 1,
+        ac: 900,
+        obt_ns: 123_456_789,
+        source_id: -5,
+        centroid: 6.25,
+        flux: 1.5e4,
+        background: 80.0,
+        t_obs_ns: 123_999_999,
+        ra_deg: 359.5,
+        dec_deg: -89.25,
+        g: 14.5,
+    };
+    product::write_all(&path, std::slice::from_ref(&truth)).unwrap();
+    let back: Vec<meridian_core::records::WindowTruth> = product::read_all(&path).unwrap();
+    assert_eq!(back, vec![truth]);
+    let mut out = Vec::new();
+    assert_eq!(product::dump_jsonl(&path, &mut out).unwrap(), 1);
+    let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(line["kind"], "window_truth");
+    assert_eq!(line["source_id"], -5);
+    assert_eq!(line["dec_deg"], -89.25);
+}
+
 fn write_sample(path: &Path, n: u64) -> Vec<u8> {
     let records: Vec<Observation> = (0..n).map(observation).collect();
     product::write_all(path, &records).unwrap();

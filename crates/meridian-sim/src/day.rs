@@ -9,7 +9,7 @@
 //!   catalogue.csv                          the star catalogue (ICD §7; unless write_catalogue is false)
 //!   mission_db.toml                        the mission database (ICD §6)
 //!   truth/config.json                      the DayConfig used
-//!   truth/windows.jsonl                    one line per window: its star and true centroid, flux, direction
+//!   truth/windows.mprod                    per window (kind `window_truth`): its star and true centroid, flux, direction
 //!   truth/disturbances.jsonl               injected attitude disturbances
 //!   truth/health_events.jsonl              the health events a correct ICD §6 checker reports
 //!   truth/non_events.jsonl                 injected conditions that must NOT be reported
@@ -46,9 +46,9 @@
 //! # Threads
 //!
 //! Science blocks run as rayon tasks; one thread packs them into packets in
-//! order and writes `truth/windows.jsonl` (formatted by
-//! [`crate::truth_json`] rather than serde: it is about six times the size of
-//! the telemetry, and fsynced early so its final fsync is short); the
+//! order and writes `truth/windows.mprod` (a product file, not JSON: as
+//! JSON Lines it was six times the size of the telemetry and 40 % of a
+//! day's CPU; `meridian-dump` prints it as JSON Lines); the
 //! calling thread merges housekeeping and drives the downlink; one thread
 //! writes the expected products, another writes and fsyncs the delivery
 //! files, another the catalogue and the configuration files.
@@ -64,7 +64,6 @@ use crate::science::{
     Disturbance, ScienceConfig, ScienceError, ScienceSim, ScienceStats, ScienceTruthSink,
     WindowTruth,
 };
-use crate::truth_json::WindowTruthFormatter;
 use crate::{GeneratedPacket, PacketContent};
 use meridian_core::ProductWriter;
 use meridian_core::product::write_file_atomic;
@@ -247,105 +246,22 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes the science truth as JSON Lines while the science runs.
+/// Writes the science truth while the science runs: windows to a product file
+/// (`truth/windows.mprod`), disturbances as JSON Lines.
 struct ScienceTruthFiles {
-    windows: AtomicFile,
+    windows: ProductWriter<WindowTruth>,
     disturbances: AtomicFile,
     error: Option<DayError>,
-    formatter: WindowTruthFormatter,
-    /// Window lines not yet written: formatted in place and handed to the
-    /// file in large writes that bypass its buffer (one copy, not two, of
-    /// the day's largest file).
-    pending: Vec<u8>,
-    early_sync: EarlySync,
 }
 
-/// Octets of window truth gathered before a write.
-const TRUTH_WRITE: usize = 1 << 20;
-
 impl ScienceTruthFiles {
-    fn write_pending(&mut self) {
-        if self.error.is_none() {
-            match self.windows.w.write_all(&self.pending) {
-                Ok(()) => self.early_sync.wrote(self.pending.len()),
-                Err(e) => self.error = Some(io_err(&self.windows.tmp)(e)),
-            }
-        }
-        self.pending.clear();
-    }
-
     /// Renames both files into place, or reports the first write error.
-    fn finish(mut self) -> Result<(), DayError> {
-        self.write_pending();
+    fn finish(self) -> Result<(), DayError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        // No more early syncs; the final one need not wait for one under way.
-        self.early_sync.requests = None;
-        let tmp = self.windows.tmp.clone();
         self.windows.finish()?;
-        self.early_sync.finish().map_err(io_err(&tmp))?;
         self.disturbances.finish()
-    }
-}
-
-/// Octets written to a growing file between two early syncs.
-const SYNC_EVERY: usize = 32 << 20;
-
-/// Starts the disk writes of a large growing file early: every
-/// [`SYNC_EVERY`] octets a thread of its own fsyncs what is there so far, so
-/// the fsync that makes the file final waits for its last part only, not
-/// for the whole file after the work is done (for `windows.jsonl`, six times
-/// the size of the telemetry, that wait was most of a day's tail).
-struct EarlySync {
-    requests: Option<mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
-    since_last: usize,
-}
-
-impl EarlySync {
-    fn start(file: &File) -> io::Result<Self> {
-        let file = file.try_clone()?;
-        // One request waiting at most: a sync already due covers the next.
-        let (requests, due) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::spawn(move || {
-            for () in due {
-                file.sync_data()?;
-            }
-            Ok(())
-        });
-        Ok(Self {
-            requests: Some(requests),
-            thread: Some(thread),
-            since_last: 0,
-        })
-    }
-
-    /// Notes `n` more octets handed to the file.
-    fn wrote(&mut self, n: usize) {
-        self.since_last += n;
-        if self.since_last >= SYNC_EVERY {
-            self.since_last = 0;
-            if let Some(r) = &self.requests {
-                let _ = r.try_send(());
-            }
-        }
-    }
-
-    /// Waits for the syncs under way; the first error if one failed.
-    fn finish(&mut self) -> io::Result<()> {
-        self.requests = None;
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(result)) => result,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for EarlySync {
-    fn drop(&mut self) {
-        let _ = self.finish();
     }
 }
 
@@ -354,9 +270,8 @@ impl ScienceTruthSink for ScienceTruthFiles {
         if self.error.is_some() {
             return;
         }
-        self.formatter.push_line(t, &mut self.pending);
-        if self.pending.len() >= TRUTH_WRITE {
-            self.write_pending();
+        if let Err(e) = self.windows.push(t) {
+            self.error = Some(e.into());
         }
     }
     fn disturbance(&mut self, d: &Disturbance) {
@@ -693,9 +608,9 @@ pub fn simulate_day_with_progress(
         )?,
         protected: hk.protected(),
         expected: ExpectedWriter::spawn(Expected {
-            windows: ProductWriter::with_level(expected_dir.join("window.mprod"), 1)?,
-            attitude: ProductWriter::with_level(expected_dir.join("attitude.mprod"), 1)?,
-            hk: ProductWriter::with_level(expected_dir.join("hk.mprod"), 1)?,
+            windows: ProductWriter::create(expected_dir.join("window.mprod"))?,
+            attitude: ProductWriter::create(expected_dir.join("attitude.mprod"))?,
+            hk: ProductWriter::create(expected_dir.join("hk.mprod"))?,
             db: hk.db().clone(),
         }),
         gaps: BTreeMap::new(),
@@ -707,16 +622,10 @@ pub fn simulate_day_with_progress(
         },
         end_of_hk: None,
     };
-    let windows_truth = AtomicFile::create(truth_dir.join("windows.jsonl"))?;
-    let early_sync =
-        EarlySync::start(windows_truth.w.get_ref()).map_err(io_err(&windows_truth.tmp))?;
     let mut truth_files = ScienceTruthFiles {
-        windows: windows_truth,
+        windows: ProductWriter::create(truth_dir.join("windows.mprod"))?,
         disturbances: AtomicFile::create(truth_dir.join("disturbances.jsonl"))?,
         error: None,
-        formatter: WindowTruthFormatter::default(),
-        pending: Vec::with_capacity(TRUTH_WRITE + 4096),
-        early_sync,
     };
 
     // Science runs on its own thread (and rayon pool); this thread merges its

@@ -40,4 +40,3 @@ pub enum PacketContent {
 pub mod day;
 pub mod downlink;
 pub mod hk;
-pub mod truth_json;

@@ -174,30 +174,9 @@ impl Default for ScienceConfig {
     }
 }
 
-/// Truth of one window: where and when its star really was.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowTruth {
-    pub transit_id: u64,
-    pub strip: u8,
-    pub row: u8,
-    pub fov: u8,
-    pub ac: u16,
-    pub obt_ns: u64,
-    pub source_id: i64,
-    /// True centroid c, samples.
-    pub centroid: f64,
-    /// F, e⁻.
-    pub flux: f64,
-    /// B, e⁻ per sample.
-    pub background: f64,
-    /// `observation_time_ns(obt_ns, centroid)`.
-    pub t_obs_ns: u64,
-    /// True (propagated) direction of the star at t_obs, degrees.
-    pub ra_deg: f64,
-    pub dec_deg: f64,
-    /// Catalogue G of the star.
-    pub g: f64,
-}
+/// Truth of one window: where and when its star really was (a product record
+/// kind of its own, so `truth/windows.mprod` dumps like any product).
+pub use meridian_core::records::WindowTruth;
 
 /// Truth of one attitude sample: the attitude that placed the images and the
 /// one telemetered.
