@@ -17,6 +17,7 @@ use meridian_core::instrument::{
 };
 use meridian_core::records::{Observation, Transit, Window};
 use meridian_core::{Flag, Flags, Vec3};
+use std::borrow::Borrow;
 
 /// Along-scan angle the sky moves in one sample period at the nominal scan rate.
 pub const MAS_PER_SAMPLE: f64 = SAMPLE_PERIOD_NS as f64 * 1e-9 * SPIN_RATE_ARCSEC_PER_S * 1000.0;
@@ -94,58 +95,56 @@ pub fn locate_window(window: &Window, fit: &ImageParams, attitude: &AttitudeSeri
 /// the mean flux of windows with a valid fit; `n_windows`: windows received.
 /// Flags: `no_position` when no window has a position, `saturated` when any
 /// window is saturated.
-pub fn transit_record(windows: &[Located]) -> Transit {
-    let first = windows
-        .iter()
+pub fn transit_record<L: Borrow<Located>>(windows: &[L]) -> Transit {
+    // Sums run over the windows in the order given, so the result depends on
+    // that order only through floating-point rounding (callers fix the order).
+    let all = || windows.iter().map(Borrow::borrow);
+    let first = all()
         .min_by_key(|w| (w.window_obt_ns, w.observation.strip))
         .expect("a transit has at least one window");
-    let with_position: Vec<&Located> = windows.iter().filter(|w| w.direction.is_some()).collect();
-    let timed = if with_position.is_empty() {
-        windows.iter().collect()
+    let with_position = || all().filter(|w| w.direction.is_some());
+    let n_with_position = with_position().count();
+    let t_obs_ns = if n_with_position == 0 {
+        mean_time(all().map(|w| w.observation.t_obs_ns))
     } else {
-        with_position.clone()
+        mean_time(with_position().map(|w| w.observation.t_obs_ns))
     };
-    let t_obs_ns = mean_time(timed.iter().map(|w| w.observation.t_obs_ns));
 
     let mut flags = Flags::EMPTY;
-    if windows
-        .iter()
-        .any(|w| w.observation.flags.contains(Flag::Saturated))
-    {
+    if all().any(|w| w.observation.flags.contains(Flag::Saturated)) {
         flags.insert(Flag::Saturated);
     }
     let (mut ra, mut dec, mut sigma_al, mut sigma_ac, mut scan_pa) = (None, None, None, None, None);
-    if with_position.is_empty() {
+    if n_with_position == 0 {
         flags.insert(Flag::NoPosition);
     } else {
-        let sum = with_position.iter().fold(Vec3::default(), |acc, w| {
+        let sum = with_position().fold(Vec3::default(), |acc, w| {
             acc + w.direction.expect("filtered")
         });
         let position = sum.normalized();
         let (r, d) = position.to_radec_deg();
-        let motion = with_position
-            .iter()
+        let motion = with_position()
             .filter_map(|w| w.scan_direction)
             .fold(Vec3::default(), |acc, m| acc + m);
         scan_pa = position_angle_deg(position, motion);
         ra = Some(r);
         dec = Some(d);
-        let n = with_position.len() as f64;
-        let var: f64 = with_position
-            .iter()
+        let n = n_with_position as f64;
+        let var: f64 = with_position()
             .map(|w| (w.observation.centroid_err * MAS_PER_SAMPLE).powi(2))
             .sum();
         sigma_al = Some(var.sqrt() / n);
         sigma_ac = Some(across_scan_sigma_mas());
     }
 
-    let fluxes: Vec<f64> = windows
-        .iter()
-        .filter(|w| !w.observation.flags.contains(Flag::FitFailed))
-        .map(|w| w.observation.flux)
-        .collect();
-    let mag = (!fluxes.is_empty())
-        .then(|| mag_from_flux(fluxes.iter().sum::<f64>() / fluxes.len() as f64))
+    let valid_fluxes = || {
+        all()
+            .filter(|w| !w.observation.flags.contains(Flag::FitFailed))
+            .map(|w| w.observation.flux)
+    };
+    let n_valid = valid_fluxes().count();
+    let mag = (n_valid > 0)
+        .then(|| mag_from_flux(valid_fluxes().sum::<f64>() / n_valid as f64))
         .flatten();
 
     Transit {

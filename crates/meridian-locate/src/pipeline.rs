@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Name of the state file in the output folder.
 pub const STATE_FILE: &str = "locate-state.json";
@@ -278,7 +279,10 @@ struct ChunkCounts {
 }
 
 impl ChunkCounts {
-    fn of(observations: &[Observation], transits: &[Transit]) -> Self {
+    fn of<'a>(
+        observations: impl ExactSizeIterator<Item = &'a Observation>,
+        transits: &[Transit],
+    ) -> Self {
         let mut c = ChunkCounts {
             windows: observations.len() as u64,
             transits: transits.len() as u64,
@@ -568,32 +572,104 @@ fn remove_outputs(out_dir: &Path, start: u64) -> Result<(), LocateError> {
     Ok(())
 }
 
-/// One window chunk's outputs, computed and waiting to be written.
+/// One window chunk's outputs, computed and waiting to be written. The
+/// observations are those of the located chunk, shared rather than copied.
 struct ChunkOutputs {
     start: u64,
-    observations: Vec<Observation>,
+    chunk: Arc<LocatedChunk>,
     transits: Vec<Transit>,
 }
 
 impl ChunkOutputs {
     fn counts(&self) -> ChunkCounts {
-        ChunkCounts::of(&self.observations, &self.transits)
+        ChunkCounts::of(self.chunk.observations(), &self.transits)
     }
 
     fn write(&self, out_dir: &Path) -> Result<(), LocateError> {
         let (obs_path, tr_path) = output_paths(out_dir, self.start);
-        write_products(&obs_path, &self.observations)?;
+        write_products(&obs_path, self.chunk.observations())?;
         write_products(&tr_path, &self.transits)
     }
 }
 
-fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Result<(), LocateError> {
+fn write_products<'a, R: meridian_core::Record + 'a>(
+    path: &Path,
+    records: impl IntoIterator<Item = &'a R>,
+) -> Result<(), LocateError> {
     let mut w = ProductWriter::<R>::create(path)?;
     for r in records {
         w.push(r)?;
     }
     w.finish()?;
     Ok(())
+}
+
+/// The windows of one chunk by transit: `(transit_id, window index)` sorted, so
+/// a transit's windows form one run in chunk order.
+#[derive(Debug, Default)]
+pub struct TransitIndex {
+    pairs: Vec<(u64, u32)>,
+}
+
+impl TransitIndex {
+    /// Indexes transit ids given in window order.
+    pub fn new(ids: impl IntoIterator<Item = u64>) -> Self {
+        let mut pairs: Vec<(u64, u32)> = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i as u32))
+            .collect();
+        pairs.sort_unstable();
+        TransitIndex { pairs }
+    }
+
+    /// Indexes of the windows of `transit_id`, in chunk order.
+    pub fn windows_of(&self, transit_id: u64) -> impl Iterator<Item = usize> + '_ {
+        let from = self.pairs.partition_point(|p| p.0 < transit_id);
+        self.pairs[from..]
+            .iter()
+            .take_while(move |p| p.0 == transit_id)
+            .map(|p| p.1 as usize)
+    }
+
+    pub fn contains(&self, transit_id: u64) -> bool {
+        self.windows_of(transit_id).next().is_some()
+    }
+
+    /// Each transit with the indexes of its windows in chunk order, by transit id.
+    pub fn groups(&self) -> impl Iterator<Item = (u64, &[(u64, u32)])> + '_ {
+        self.pairs
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|run| (run[0].0, run))
+    }
+}
+
+/// A window chunk located: one [`Located`] per window in the chunk's order, and
+/// its windows by transit.
+#[derive(Debug)]
+pub struct LocatedChunk {
+    located: Vec<Located>,
+    by_transit: TransitIndex,
+}
+
+impl LocatedChunk {
+    /// Fits and locates every window (in parallel, order kept).
+    pub fn new(windows: &[Window], attitude: &AttitudeSeries) -> Self {
+        let located = locate_windows(windows, attitude);
+        let by_transit = TransitIndex::new(windows.iter().map(|w| w.transit_id));
+        LocatedChunk {
+            located,
+            by_transit,
+        }
+    }
+
+    pub fn located(&self) -> &[Located] {
+        &self.located
+    }
+
+    pub fn observations(&self) -> impl ExactSizeIterator<Item = &Observation> + '_ {
+        self.located.iter().map(|l| &l.observation)
+    }
 }
 
 /// The decoded inputs of a batch of consecutive jobs: each window chunk located
@@ -603,8 +679,8 @@ fn write_products<R: meridian_core::Record>(path: &Path, records: &[R]) -> Resul
 /// `t_obs`, all of which every job's attitude range covers, so sharing the work
 /// across the batch changes no output.
 struct BatchInputs {
-    located: HashMap<u64, Result<Vec<Located>, String>>,
-    transit_ids: HashMap<u64, Result<HashSet<u64>, String>>,
+    located: HashMap<u64, Result<Arc<LocatedChunk>, String>>,
+    transit_ids: HashMap<u64, Result<TransitIndex, String>>,
     attitude_failures: HashMap<u64, String>,
 }
 
@@ -648,12 +724,16 @@ impl BatchInputs {
         let series = AttitudeSeries::from_records(&records);
         let located = locate
             .par_iter()
-            .map(|(&k, c)| (k, read_windows(c).map(|ws| locate_windows(&ws, &series))))
+            .map(|(&k, c)| {
+                let chunk = read_windows(c).map(|ws| Arc::new(LocatedChunk::new(&ws, &series)));
+                (k, chunk)
+            })
             .collect();
         let transit_ids = ids_only
             .par_iter()
             .map(|(&k, c)| {
-                let ids = read_windows(c).map(|ws| ws.iter().map(|w| w.transit_id).collect());
+                let ids =
+                    read_windows(c).map(|ws| TransitIndex::new(ws.iter().map(|w| w.transit_id)));
                 (k, ids)
             })
             .collect();
@@ -664,7 +744,7 @@ impl BatchInputs {
         }
     }
 
-    fn located(&self, c: &ChunkEntry) -> Result<&[Located], LocateError> {
+    fn located(&self, c: &ChunkEntry) -> Result<&Arc<LocatedChunk>, LocateError> {
         match self.located.get(&c.start_obt_ns) {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(LocateError::Input(e.clone())),
@@ -682,25 +762,24 @@ impl BatchInputs {
             return Err(LocateError::Input(e.clone()));
         }
         let own = self.located(&job.own)?;
-        let mut earlier: HashSet<u64> = HashSet::new();
-        for c in &job.before {
-            match self.transit_ids.get(&c.start_obt_ns) {
-                Some(Ok(ids)) => earlier.extend(ids),
-                Some(Err(e)) => return Err(LocateError::Input(e.clone())),
-                None => earlier.extend(self.located(c)?.iter().map(|l| l.observation.transit_id)),
-            }
-        }
+        let earlier = job
+            .before
+            .iter()
+            .map(|c| match self.transit_ids.get(&c.start_obt_ns) {
+                Some(Ok(ids)) => Ok(ids),
+                Some(Err(e)) => Err(LocateError::Input(e.clone())),
+                None => self.located(c).map(|l| &l.by_transit),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let later = job
             .after
             .iter()
-            .map(|c| self.located(c))
+            .map(|c| self.located(c).map(|l| &**l))
             .collect::<Result<Vec<_>, _>>()?;
-        let transits = transits_of(own, &earlier, &later);
-        let observations: Vec<Observation> = own.iter().map(|l| l.observation.clone()).collect();
         Ok(ChunkOutputs {
             start: job.own.start_obt_ns,
-            observations,
-            transits,
+            chunk: Arc::clone(own),
+            transits: transits_of(own, &earlier, &later),
         })
     }
 }
@@ -708,45 +787,38 @@ impl BatchInputs {
 /// Fits and locates every window (in parallel batches, order kept).
 pub fn locate_windows(windows: &[Window], attitude: &AttitudeSeries) -> Vec<Located> {
     windows
-        .par_chunks(FIT_BATCH)
-        .flat_map_iter(|batch| {
-            batch
-                .iter()
-                .map(|w| locate_window(w, &fit_window(&w.samples), attitude))
-        })
+        .par_iter()
+        .with_min_len(FIT_BATCH)
+        .map(|w| locate_window(w, &fit_window(&w.samples), attitude))
         .collect()
 }
 
 /// The transit records a chunk owns: the transits with a window in `own` and
-/// none among `earlier_transits` (transit ids of the chunks before it),
-/// completed with their windows in `later` (the chunks after it), ordered by
-/// (first window obt_ns, transit_id).
+/// none in the chunks before it (`earlier`), completed with their windows in
+/// the chunks after it (`later`), ordered by (first window obt_ns, transit_id).
+/// A transit's windows are taken in chunk order, own chunk first, so its sums
+/// do not depend on how the chunks were grouped or scheduled.
 pub fn transits_of(
-    own: &[Located],
-    earlier_transits: &HashSet<u64>,
-    later: &[&[Located]],
+    own: &LocatedChunk,
+    earlier: &[&TransitIndex],
+    later: &[&LocatedChunk],
 ) -> Vec<Transit> {
-    let mut groups: HashMap<u64, Vec<&Located>> = HashMap::new();
-    for l in own {
-        let id = l.observation.transit_id;
-        if !earlier_transits.contains(&id) {
-            groups.entry(id).or_default().push(l);
-        }
-    }
-    for l in later.iter().flat_map(|c| c.iter()) {
-        if let Some(g) = groups.get_mut(&l.observation.transit_id) {
-            g.push(l);
-        }
-    }
-    let mut keyed: Vec<((u64, u64), Transit)> = groups
-        .into_values()
-        .map(|g| {
-            let first = g.iter().map(|l| l.window_obt_ns).min().unwrap_or(0);
-            let windows: Vec<Located> = g.into_iter().cloned().collect();
+    let mut windows: Vec<&Located> = Vec::new();
+    let mut keyed: Vec<((u64, u64), Transit)> = own
+        .by_transit
+        .groups()
+        .filter(|(id, _)| !earlier.iter().any(|e| e.contains(*id)))
+        .map(|(id, run)| {
+            windows.clear();
+            windows.extend(run.iter().map(|p| &own.located[p.1 as usize]));
+            for chunk in later {
+                windows.extend(chunk.by_transit.windows_of(id).map(|i| &chunk.located[i]));
+            }
+            let first = windows.iter().map(|l| l.window_obt_ns).min().unwrap_or(0);
             let t = transit_record(&windows);
             ((first, t.transit_id), t)
         })
         .collect();
-    keyed.sort_by_key(|(k, _)| *k);
+    keyed.sort_unstable_by_key(|(k, _)| *k);
     keyed.into_iter().map(|(_, t)| t).collect()
 }
