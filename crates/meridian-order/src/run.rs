@@ -5,13 +5,14 @@ use crate::error::OrderError;
 use crate::gaps::{self, AmbiguousGap};
 use crate::manifest::{ChunkEntry, ChunkStatus, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Stream};
 use crate::record::{StreamRecord, primitive_root};
-use crate::sort::ExternalSorter;
+use crate::sort::{ExternalSorter, Partition};
 use crate::state::{self, DeliveryId, PacketKey, State, Variant, delivery_name};
 use meridian_core::product::write_file_atomic;
 use meridian_core::records::{Attitude, Gap, Hk, Window};
 pub use meridian_core::stage::{NoProgress, Progress};
 use meridian_core::time::NS_PER_S;
 use meridian_core::{ProductError, ProductReader};
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 use serde::Serialize;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -124,9 +125,9 @@ struct StreamWork<R: StreamRecord> {
 }
 
 impl<R: StreamRecord> StreamWork<R> {
-    fn new(tmp: &Path) -> Self {
+    fn new(tmp: &Path, chunk_ns: u64) -> Self {
         Self {
-            sorter: ExternalSorter::new(tmp),
+            sorter: ExternalSorter::new(tmp, chunk_ns),
             touched: BTreeSet::new(),
             late: Vec::new(),
         }
@@ -238,9 +239,9 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
         run: prev.as_ref().map_or(0, |m| m.run) + 1,
         summary,
     };
-    let mut w = StreamWork::<Window>::new(&tmp);
-    let mut a = StreamWork::<Attitude>::new(&tmp);
-    let mut h = StreamWork::<Hk>::new(&tmp);
+    let mut w = StreamWork::<Window>::new(&tmp, opts.chunk_ns);
+    let mut a = StreamWork::<Attitude>::new(&tmp, opts.chunk_ns);
+    let mut h = StreamWork::<Hk>::new(&tmp, opts.chunk_ns);
     progress.phase("deliveries", new.len() as u64);
     // A reader thread decodes the deliveries' files while this one merges them.
     std::thread::scope(|scope| {
@@ -249,6 +250,10 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
         scope.spawn(move || produce(new, tx));
         consume(&mut ctx, &rx, &mut w, &mut a, &mut h, progress)
     })?;
+    tracing::debug!(
+        "deliveries read and indexed after {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     if let Some(m) = &prev
         && ctx.summary.deliveries_consumed == 0
         && close_after == closed_before
@@ -270,9 +275,38 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
         .collect();
     let total = (w.touched.len() + a.touched.len() + h.touched.len()) as u64;
     progress.phase("chunks", total);
-    let mut written = write_stream(&mut ctx, w, &prev_chunks, progress)?;
-    written.extend(write_stream(&mut ctx, a, &prev_chunks, progress)?);
-    written.extend(write_stream(&mut ctx, h, &prev_chunks, progress)?);
+    // The three streams' partitions are merged and written side by side, on a
+    // pool with more threads than cores: much of a chunk's time is the wait
+    // for its fsync, during which another thread can use the core.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(output_threads())
+        .build()
+        .map_err(|e| internal(&format!("cannot start the output threads: {e}")))?;
+    let (wo, (ao, ho)) = pool.install(|| {
+        let ctx = &ctx;
+        let prev = &prev_chunks;
+        rayon::join(
+            || write_stream(ctx, w, prev, progress),
+            || {
+                rayon::join(
+                    || write_stream(ctx, a, prev, progress),
+                    || write_stream(ctx, h, prev, progress),
+                )
+            },
+        )
+    });
+    tracing::debug!(
+        "chunks written after {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut written = Vec::new();
+    for out in [wo?, ao?, ho?] {
+        ctx.summary.spill_runs += out.spill_runs;
+        ctx.summary.records_merged += out.records_merged;
+        ctx.summary.chunks_written += out.written.len() as u64;
+        ctx.summary.records_conflicting += out.records_conflicting;
+        written.extend(out.written);
+    }
     let manifest = commit(&mut ctx, prev_chunks, written, close_after)?;
     cleanup(out, &manifest)?;
     let mut summary = ctx.summary;
@@ -711,125 +745,160 @@ fn packet_key<R: StreamRecord>(r: &R) -> PacketKey {
     }
 }
 
+/// What writing one stream's chunks did.
+#[derive(Default)]
+struct StreamOut {
+    /// The chunk versions written, in chunk order.
+    written: Vec<Written>,
+    records_merged: u64,
+    records_conflicting: u64,
+    /// Sorted runs written to disk, merge passes included.
+    spill_runs: u64,
+}
+
 /// Rewrites every touched chunk of one stream as a new version: the current
 /// version's records and the new ones merged in order, minus records of
 /// conflicting packets (moved to `conflicts/`). Late records go to `late/`.
+/// The sorter's partitions (ranges of chunks) are merged and written in
+/// parallel; their results are put together in chunk order.
 fn write_stream<R: StreamRecord>(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     work: StreamWork<R>,
     prev: &BTreeMap<(Stream, u64), ChunkEntry>,
     progress: &dyn Progress,
-) -> Result<Vec<Written>, OrderError> {
-    let stream = R::STREAM;
-    let dir = ctx.out.join("chunks").join(stream.as_str());
+) -> Result<StreamOut, OrderError> {
+    let dir = ctx.out.join("chunks").join(R::STREAM.as_str());
     std::fs::create_dir_all(&dir).map_err(|e| OrderError::io(&dir, e))?;
-    ctx.summary.spill_runs += work.sorter.spill_count();
-    let mut incoming = work.sorter.finish()?;
-    let mut diverted: Vec<R> = Vec::new();
-    let mut written = Vec::new();
-    // Chunks are merged here in order and written (encoded, compressed, fsynced)
-    // by a few writer threads, so the disk's sync latency overlaps.
-    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(usize, PathBuf, Vec<R>)>(WRITERS);
-    let job_rx = std::sync::Mutex::new(job_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::scope(|scope| {
-        for _ in 0..WRITERS {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
-            scope.spawn(move || {
-                loop {
-                    let job = job_rx
-                        .lock()
-                        .map_err(|_| ())
-                        .and_then(|rx| rx.recv().map_err(|_| ()));
-                    let Ok((i, path, records)) = job else { break };
-                    if done_tx.send((i, write_chunk(&path, &records))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let merged = (|| {
-            for &chunk in &work.touched {
-                let start = chunk * ctx.chunk_ns;
-                let old = prev.get(&(stream, start));
-                let version = old.map_or(1, |c| c.version + 1);
-                let mut existing = match old {
-                    Some(c) => Some(ProductReader::<R>::open(ctx.out.join(&c.path))?),
-                    None => None,
-                };
-                let mut old_head = next_of(&mut existing)?;
-                let (mut added, mut removed, mut merged) = (0u64, 0u64, 0u64);
-                let mut kept = Vec::new();
-                loop {
-                    let from_new = incoming
-                        .peek()
-                        .filter(|r| r.obt_ns() / ctx.chunk_ns == chunk);
-                    let take_new = match (from_new, &old_head) {
-                        (None, None) => break,
-                        (Some(_), None) => true,
-                        (None, Some(_)) => false,
-                        (Some(n), Some(o)) => n.cmp_total(o).is_lt(),
-                    };
-                    let r = if take_new {
-                        added += 1;
-                        incoming.next().expect("peeked")?
-                    } else {
-                        let r = old_head.take().expect("present");
-                        old_head = next_of(&mut existing)?;
-                        r
-                    };
-                    if ctx.conflicted.contains(&packet_key(&r)) {
-                        removed += 1;
-                        diverted.push(r);
-                    } else {
-                        merged += u64::from(take_new);
-                        kept.push(r);
-                    }
-                }
-                progress.advance(1);
-                if added == 0 && removed == 0 {
-                    continue;
-                }
-                // A chunk exists once any accepted record fell in it, even if every
-                // such record later turned out to belong to a conflict: that keeps
-                // the set of chunks independent of the order variants arrived in.
-                ctx.summary.records_merged += merged;
-                ctx.summary.chunks_written += 1;
-                let rel = chunk_rel_path(stream, start, version);
-                let job = (written.len(), ctx.out.join(&rel), kept);
-                written.push(Written {
-                    entry: ChunkEntry {
-                        stream,
-                        start_obt_ns: start,
-                        end_obt_ns: start.saturating_add(ctx.chunk_ns),
-                        version,
-                        path: rel,
-                        records: 0,
-                        checksum: String::new(),
-                        status: ChunkStatus::Provisional,
-                        run: ctx.run,
-                        status_run: ctx.run,
-                    },
-                });
-                if job_tx.send(job).is_err() {
-                    return Err(internal("chunk writers stopped"));
-                }
-            }
-            Ok(())
-        })();
-        drop(job_tx);
-        merged
-    })?;
-    let mut results: Vec<_> = done_rx.into_iter().collect();
-    results.sort_by_key(|(i, _)| *i);
-    if results.len() != written.len() {
-        return Err(internal("a chunk writer stopped"));
+    let mut out = StreamOut {
+        spill_runs: work.sorter.spill_count(),
+        ..StreamOut::default()
+    };
+    let started = Instant::now();
+    let sorted = work.sorter.finish()?;
+    tracing::debug!(
+        "{}: sorted in memory in {:.3} s, {} partitions",
+        R::STREAM.as_str(),
+        started.elapsed().as_secs_f64(),
+        sorted.parts.len()
+    );
+    let mut chunks_of_part: Vec<Vec<u64>> = vec![Vec::new(); sorted.parts.len()];
+    for &chunk in &work.touched {
+        chunks_of_part[sorted.bounds.part_of(chunk)].push(chunk);
     }
-    for (i, result) in results {
-        let (records, checksum) = result?;
-        written[i].entry.records = records;
-        written[i].entry.checksum = checksum;
+    let parts: Vec<PartOut<R>> = sorted
+        .parts
+        .into_par_iter()
+        .zip(chunks_of_part)
+        .map(|(part, chunks)| write_part(ctx, part, &chunks, prev, progress))
+        .collect::<Result<_, _>>()?;
+    let mut diverted: Vec<R> = Vec::new();
+    for part in parts {
+        out.written.extend(part.written);
+        out.records_merged += part.records_merged;
+        out.spill_runs += part.merge_runs;
+        diverted.extend(part.diverted);
+    }
+    out.records_conflicting = diverted.len() as u64;
+    merge_aside(&ctx.out.join("conflicts"), diverted)?;
+    merge_aside(&ctx.out.join("late"), work.late)?;
+    tracing::debug!(
+        "{}: {} chunks written in {:.3} s",
+        R::STREAM.as_str(),
+        out.written.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// What merging one partition did.
+struct PartOut<R> {
+    written: Vec<Written>,
+    records_merged: u64,
+    merge_runs: u64,
+    /// Records of conflicting packets, for `conflicts/`.
+    diverted: Vec<R>,
+}
+
+/// Merges one partition's new records into its touched chunks (`chunks`, in
+/// order) and writes each chunk that changed.
+fn write_part<R: StreamRecord>(
+    ctx: &Ctx,
+    part: Partition<R>,
+    chunks: &[u64],
+    prev: &BTreeMap<(Stream, u64), ChunkEntry>,
+    progress: &dyn Progress,
+) -> Result<PartOut<R>, OrderError> {
+    let stream = R::STREAM;
+    let (mut incoming, merge_runs) = part.merge()?;
+    let mut out = PartOut {
+        written: Vec::new(),
+        records_merged: 0,
+        merge_runs,
+        diverted: Vec::new(),
+    };
+    // Most runs have no conflict at all: skip hashing every record's key then.
+    let conflicted = |r: &R| !ctx.conflicted.is_empty() && ctx.conflicted.contains(&packet_key(r));
+    for &chunk in chunks {
+        let start = chunk * ctx.chunk_ns;
+        let old = prev.get(&(stream, start));
+        let version = old.map_or(1, |c| c.version + 1);
+        let mut existing = match old {
+            Some(c) => Some(ProductReader::<R>::open(ctx.out.join(&c.path))?),
+            None => None,
+        };
+        let mut old_head = next_of(&mut existing)?;
+        let (mut added, mut removed, mut merged) = (0u64, 0u64, 0u64);
+        let mut kept = Vec::new();
+        loop {
+            let from_new = incoming
+                .peek()
+                .filter(|r| r.obt_ns() / ctx.chunk_ns == chunk);
+            let take_new = match (from_new, &old_head) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(n), Some(o)) => n.cmp_total(o).is_lt(),
+            };
+            let r = if take_new {
+                added += 1;
+                incoming.next().expect("peeked")?
+            } else {
+                let r = old_head.take().expect("present");
+                old_head = next_of(&mut existing)?;
+                r
+            };
+            if conflicted(&r) {
+                removed += 1;
+                out.diverted.push(r);
+            } else {
+                merged += u64::from(take_new);
+                kept.push(r);
+            }
+        }
+        progress.advance(1);
+        if added == 0 && removed == 0 {
+            continue;
+        }
+        // A chunk exists once any accepted record fell in it, even if every
+        // such record later turned out to belong to a conflict: that keeps
+        // the set of chunks independent of the order variants arrived in.
+        out.records_merged += merged;
+        let rel = chunk_rel_path(stream, start, version);
+        let (records, checksum) = write_chunk(&ctx.out.join(&rel), &kept)?;
+        out.written.push(Written {
+            entry: ChunkEntry {
+                stream,
+                start_obt_ns: start,
+                end_obt_ns: start.saturating_add(ctx.chunk_ns),
+                version,
+                path: rel,
+                records,
+                checksum,
+                status: ChunkStatus::Provisional,
+                run: ctx.run,
+                status_run: ctx.run,
+            },
+        });
     }
     if let Some(r) = incoming.next() {
         let r = r?;
@@ -839,14 +908,14 @@ fn write_stream<R: StreamRecord>(
             r.obt_ns()
         )));
     }
-    ctx.summary.records_conflicting += diverted.len() as u64;
-    merge_aside(&ctx.out.join("conflicts"), diverted)?;
-    merge_aside(&ctx.out.join("late"), work.late)?;
-    Ok(written)
+    Ok(out)
 }
 
-/// Chunk writer threads (their work is mostly waiting for the disk).
-const WRITERS: usize = 4;
+/// Threads of the output pool: twice the compute threads (at least four), as
+/// a chunk spends much of its time waiting for the disk.
+fn output_threads() -> usize {
+    (2 * rayon::current_num_threads()).max(4)
+}
 
 /// Writes one chunk file atomically; returns its record count and checksum.
 fn write_chunk<R: StreamRecord>(path: &Path, records: &[R]) -> Result<(u64, String), OrderError> {
