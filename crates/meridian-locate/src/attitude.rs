@@ -14,7 +14,51 @@ pub const ATTITUDE_REACH_NS: u64 = 2 * NS_PER_S;
 pub struct AttitudeSeries {
     times: Vec<u64>,
     quats: Vec<Quat>,
+    /// What slerp needs of each pair of successive samples, computed once.
+    arcs: Vec<Arc>,
     rejected: usize,
+}
+
+/// The arc between two successive attitude samples as `Quat::slerp` takes it:
+/// the end sign-flipped onto the shorter arc, and its angle θ and sin θ (None
+/// where slerp falls back to linear interpolation).
+#[derive(Debug, Clone, Copy)]
+struct Arc {
+    end: Quat,
+    angle: Option<(f64, f64)>,
+}
+
+impl Arc {
+    fn new(a: Quat, b: Quat) -> Self {
+        // The steps of `Quat::slerp` that do not depend on the fraction.
+        let mut end = b;
+        let mut d = a.dot(b);
+        if d < 0.0 {
+            end = Quat::new(-b.x, -b.y, -b.z, -b.w);
+            d = -d;
+        }
+        let angle = (d <= 1.0 - 1e-12).then(|| {
+            let theta = d.min(1.0).acos();
+            (theta, theta.sin())
+        });
+        Arc { end, angle }
+    }
+
+    /// `a.slerp(b, f)` for the pair this arc was made from, bit for bit.
+    fn slerp(&self, a: Quat, f: f64) -> Quat {
+        let b = self.end;
+        let (wa, wb) = match self.angle {
+            None => (1.0 - f, f),
+            Some((theta, s)) => (((1.0 - f) * theta).sin() / s, (f * theta).sin() / s),
+        };
+        Quat::new(
+            wa * a.x + wb * b.x,
+            wa * a.y + wb * b.y,
+            wa * a.z + wb * b.z,
+            wa * a.w + wb * b.w,
+        )
+        .normalized()
+    }
 }
 
 impl AttitudeSeries {
@@ -39,6 +83,11 @@ impl AttitudeSeries {
             series.times.push(t);
             series.quats.push(q.normalized());
         }
+        series.arcs = series
+            .quats
+            .windows(2)
+            .map(|pair| Arc::new(pair[0], pair[1]))
+            .collect();
         series
     }
 
@@ -78,7 +127,7 @@ impl AttitudeSeries {
             return None;
         }
         let f = (t_ns - t0) as f64 / (t1 - t0) as f64;
-        Some(self.quats[before].slerp(self.quats[after], f))
+        Some(self.arcs[before].slerp(self.quats[before], f))
     }
 }
 
@@ -106,6 +155,41 @@ mod tests {
             let q = s.at(t).expect("bracketed");
             // 1e-12 rad is 0.2 µas.
             prop_assert!(q.angle_to(truth(t)) < 1e-12);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn interpolation_is_quat_slerp_bit_for_bit(
+            qs in proptest::collection::vec((-1.0f64..1.0, -1.0f64..1.0, -1.0f64..1.0, -1.0f64..1.0), 2..6),
+            f in 0.0f64..1.0,
+            near in any::<bool>(),
+        ) {
+            // Random unit quaternions, some pairs nearly equal (slerp's linear
+            // fallback) and of either sign.
+            let mut samples: Vec<(u64, Quat)> = Vec::new();
+            for (i, &(x, y, z, w)) in qs.iter().enumerate() {
+                let q = Quat::new(x, y, z, w + 2.0).normalized();
+                let q = match samples.last() {
+                    Some(&(_, prev)) if near => Quat::new(-prev.x, -prev.y, -prev.z, -prev.w + 1e-13 * x).normalized(),
+                    _ => q,
+                };
+                samples.push((i as u64 * NS_PER_S, q));
+            }
+            let series = AttitudeSeries::new(samples.clone());
+            for pair in samples.windows(2) {
+                let (t0, a) = pair[0];
+                let (t1, b) = pair[1];
+                let t = t0 + ((t1 - t0) as f64 * f) as u64;
+                let got = series.at(t).expect("bracketed").to_array().map(f64::to_bits);
+                let (qa, qb) = (a.normalized(), b.normalized());
+                let want = if t == t0 {
+                    qa
+                } else {
+                    qa.slerp(qb, (t - t0) as f64 / (t1 - t0) as f64)
+                };
+                prop_assert_eq!(got, want.to_array().map(f64::to_bits));
+            }
         }
     }
 

@@ -423,8 +423,12 @@ fn solve_n<const N: usize>(
 }
 
 /// Fisher matrix J, score u and Σ w ∂λ/∂θ for the first `N` of (c, F, B).
+///
+/// With g = ∂λ/∂θ = (F ∂p/∂c, p, 1) and w = 1/(λ + s) per usable sample:
+/// `J = Σ w g gᵀ`, `u = Σ w (d − λ) g`, `h = Σ w g` (only a fixed background
+/// needs h, to propagate its noise). The sums are kept in scalars, the terms
+/// with the constant ∂λ/∂B = 1 without multiplying by it (exactly equal).
 #[inline]
-#[allow(clippy::needless_range_loop)] // matrix indices read clearer
 fn normal_equations<const N: usize>(
     win: &Prepared,
     p: Params,
@@ -432,37 +436,45 @@ fn normal_equations<const N: usize>(
 ) -> ([[f64; N]; N], [f64; N], [f64; N]) {
     let edges = edge_cdfs(win.k, p.c, table);
     let inv_sigma = 1.0 / LSF_SIGMA;
-    let mut j = [[0.0; N]; N];
-    let mut u = [0.0; N];
-    let mut h = [0.0; N];
-    for i in 0..win.k {
+    let (mut j00, mut j10, mut j11, mut j20, mut j21, mut j22) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut u0, mut u1, mut u2) = (0.0, 0.0, 0.0);
+    let (mut h0, mut h1) = (0.0, 0.0);
+    let k = win.k.min(MAX_SAMPLES);
+    for (i, (edge, next)) in edges[..k].iter().zip(&edges[1..=k]).enumerate() {
         if !win.usable[i] {
             continue;
         }
-        let prob = edges[i + 1].0 - edges[i].0;
-        let dprob_dc = (edges[i].1 - edges[i + 1].1) * inv_sigma;
+        let prob = next.0 - edge.0;
+        let dprob_dc = (edge.1 - next.1) * inv_sigma;
         let lambda = p.b + p.f * prob;
         let w = 1.0 / (lambda.max(0.0) + NOISE_FLOOR_VAR_E2);
-        let g3 = [p.f * dprob_dc, prob, 1.0];
-        let g = &g3[..N];
+        let (g0, g1) = (p.f * dprob_dc, prob);
         let wr = w * (win.charge[i] - lambda);
-        for a in 0..N {
-            let wga = w * g[a];
-            u[a] += wr * g[a];
-            // Only a fixed background needs h (to propagate its noise).
-            if N == 2 {
-                h[a] += wga;
-            }
-            for b in 0..=a {
-                j[a][b] += wga * g[b];
-            }
+        let (wg0, wg1) = (w * g0, w * g1);
+        u0 += wr * g0;
+        u1 += wr * g1;
+        j00 += wg0 * g0;
+        j10 += wg1 * g0;
+        j11 += wg1 * g1;
+        if N == 3 {
+            u2 += wr;
+            j20 += wg0;
+            j21 += wg1;
+            j22 += w;
+        } else {
+            h0 += wg0;
+            h1 += wg1;
         }
     }
-    for a in 0..N {
-        for b in 0..a {
-            j[b][a] = j[a][b];
-        }
+    let full_j = [[j00, j10, j20], [j10, j11, j21], [j20, j21, j22]];
+    let mut j = [[0.0; N]; N];
+    for (row, full) in j.iter_mut().zip(&full_j) {
+        row.copy_from_slice(&full[..N]);
     }
+    let mut u = [0.0; N];
+    u.copy_from_slice(&[u0, u1, u2][..N]);
+    let mut h = [0.0; N];
+    h[..2].copy_from_slice(&[h0, h1]);
     (j, u, h)
 }
 

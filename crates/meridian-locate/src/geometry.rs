@@ -12,12 +12,13 @@
 use crate::attitude::AttitudeSeries;
 use crate::fit::ImageParams;
 use meridian_core::instrument::{
-    AC_PIXEL_MAS, SAMPLE_PERIOD_NS, SPIN_RATE_ARCSEC_PER_S, mag_from_flux, observation_time_ns,
-    srs_direction,
+    AC_MAX, AC_PIXEL_MAS, N_STRIPS, ROWS, SAMPLE_PERIOD_NS, SPIN_RATE_ARCSEC_PER_S,
+    fov_azimuth_rad, mag_from_flux, observation_time_ns, strip_eta_rad, window_zeta_rad,
 };
 use meridian_core::records::{Observation, Transit, Window};
 use meridian_core::{Flag, Flags, Vec3};
 use std::borrow::Borrow;
+use std::sync::OnceLock;
 
 /// Along-scan angle the sky moves in one sample period at the nominal scan rate.
 pub const MAS_PER_SAMPLE: f64 = SAMPLE_PERIOD_NS as f64 * 1e-9 * SPIN_RATE_ARCSEC_PER_S * 1000.0;
@@ -40,6 +41,48 @@ pub struct Located {
     pub window_obt_ns: u64,
 }
 
+/// `(sin, cos)` of the SRS azimuth of every (fov, strip) and of the elevation
+/// of every (row, ac) window centre.
+struct SrsAngles {
+    azimuth: [[(f64, f64); N_STRIPS as usize]; 2],
+    elevation: Vec<[(f64, f64); AC_MAX as usize + 1]>,
+}
+
+fn srs_angles() -> &'static SrsAngles {
+    static ANGLES: OnceLock<SrsAngles> = OnceLock::new();
+    ANGLES.get_or_init(|| {
+        let mut azimuth = [[(0.0, 0.0); N_STRIPS as usize]; 2];
+        for (fov, row) in azimuth.iter_mut().enumerate() {
+            for (strip, e) in row.iter_mut().enumerate() {
+                let phi = fov_azimuth_rad(fov as u8).expect("fov 0 or 1")
+                    + strip_eta_rad(strip as u8).expect("strip in range");
+                *e = phi.sin_cos();
+            }
+        }
+        let elevation = ROWS
+            .map(|row| {
+                std::array::from_fn(|ac| {
+                    let zeta = window_zeta_rad(row, ac as u16).expect("row and ac in range");
+                    zeta.sin_cos()
+                })
+            })
+            .collect();
+        SrsAngles { azimuth, elevation }
+    })
+}
+
+/// The SRS unit vector of a window centre, equal bit for bit to
+/// `meridian_core::instrument::srs_direction` (None for indices outside ICD
+/// §4.1), from tabulated sines and cosines: a window's direction then costs no
+/// trigonometry.
+pub fn window_direction_srs(fov: u8, strip: u8, row: u8, ac: u16) -> Option<Vec3> {
+    let angles = srs_angles();
+    let (sp, cp) = *angles.azimuth.get(fov as usize)?.get(strip as usize)?;
+    let row_index = (row as usize).checked_sub(*ROWS.start() as usize)?;
+    let (sz, cz) = *angles.elevation.get(row_index)?.get(ac as usize)?;
+    Some(Vec3::new(cz * cp, cz * sp, sz))
+}
+
 /// The observation of one window: its image parameters, time and direction.
 ///
 /// ra/dec are null when the fit failed, when there is no attitude at `t_obs`
@@ -48,7 +91,7 @@ pub struct Located {
 pub fn locate_window(window: &Window, fit: &ImageParams, attitude: &AttitudeSeries) -> Located {
     let t_obs_ns = observation_time_ns(window.obt_ns, fit.centroid);
     let mut flags = fit.flags;
-    let srs = srs_direction(window.fov, window.strip, window.row, window.ac);
+    let srs = window_direction_srs(window.fov, window.strip, window.row, window.ac);
     if srs.is_none() {
         flags.insert(Flag::NoPosition);
     }
@@ -206,6 +249,26 @@ mod tests {
         // At the pole the (ra = 0) frame still gives an answer in range.
         let pa = position_angle_deg(Vec3::new(0.0, 0.0, 1.0), Vec3::new(1.0, 0.0, 0.0)).unwrap();
         assert!((0.0..360.0).contains(&pa));
+    }
+
+    #[test]
+    fn tabulated_srs_directions_equal_the_instrument_model() {
+        use meridian_core::instrument::srs_direction;
+        let acs = (0..=AC_MAX + 2)
+            .step_by(7)
+            .chain([AC_MAX, AC_MAX + 1, u16::MAX]);
+        for ac in acs {
+            for fov in 0..=2 {
+                for strip in 0..=N_STRIPS {
+                    for row in 0..=8 {
+                        let bits = |v: Option<Vec3>| v.map(|v| [v.x, v.y, v.z].map(f64::to_bits));
+                        let fast = bits(window_direction_srs(fov, strip, row, ac));
+                        let model = bits(srs_direction(fov, strip, row, ac));
+                        assert_eq!(fast, model, "fov {fov} strip {strip} row {row} ac {ac}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub const EDGE_STRIDE: usize = 80;
 
 /// Φ, φ and φ' = −xφ at each node.
 struct Table {
-    nodes: Vec<[f64; 3]>,
+    nodes: Box<[[f64; 3]; N_NODES]>,
 }
 
 fn table() -> &'static Table {
@@ -33,7 +33,9 @@ fn table() -> &'static Table {
                 let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
                 [meridian_core::instrument::normal_cdf(x), pdf, -x * pdf]
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .try_into()
+            .expect("N_NODES nodes");
         Table { nodes }
     })
 }
@@ -41,7 +43,7 @@ fn table() -> &'static Table {
 /// A handle on the table; cheap to copy, so hot loops fetch it once.
 #[derive(Clone, Copy)]
 pub struct NormalTable {
-    nodes: &'static [[f64; 3]],
+    nodes: &'static [[f64; 3]; N_NODES],
 }
 
 impl Default for NormalTable {
@@ -107,21 +109,35 @@ impl NormalTable {
         let h10 = (t3 - 2.0 * t2 + t) * STEP;
         let h01 = -2.0 * t3 + 3.0 * t2;
         let h11 = (t3 - t2) * STEP;
+        // Edges below the table are (0, 0), those at or beyond its last
+        // interval (1, 0); only the ones between need the table, with no
+        // per-edge range test.
         let last = (N_NODES - 2) as i64;
-        for (j, e) in out.iter_mut().enumerate() {
-            let idx = base + (j * EDGE_STRIDE) as i64;
-            *e = if idx < 0 {
-                (0.0, 0.0)
-            } else if idx >= last {
-                (1.0, 0.0)
-            } else {
-                let a = self.nodes[idx as usize];
-                let b = self.nodes[idx as usize + 1];
-                (
-                    h00 * a[0] + h10 * a[1] + h01 * b[0] + h11 * b[1],
-                    h00 * a[1] + h10 * a[2] + h01 * b[1] + h11 * b[2],
-                )
-            };
+        let stride = EDGE_STRIDE as i64;
+        let n = out.len() as i64;
+        let first_in = if base >= 0 {
+            0
+        } else {
+            (-base + stride - 1) / stride
+        };
+        let first_beyond = if base >= last {
+            0
+        } else {
+            (last - base + stride - 1) / stride
+        };
+        let lo = first_in.min(n) as usize;
+        let hi = first_beyond.clamp(lo as i64, n) as usize;
+        out[..lo].fill((0.0, 0.0));
+        out[hi..].fill((1.0, 0.0));
+        let nodes = self.nodes;
+        for (j, e) in (lo..).zip(&mut out[lo..hi]) {
+            // In the table: 0 <= idx < last.
+            let idx = (base + (j * EDGE_STRIDE) as i64) as usize;
+            let [a, b] = [nodes[idx], nodes[idx + 1]];
+            *e = (
+                h00 * a[0] + h10 * a[1] + h01 * b[0] + h11 * b[1],
+                h00 * a[1] + h10 * a[2] + h01 * b[1] + h11 * b[2],
+            );
         }
     }
 }
@@ -150,7 +166,26 @@ mod tests {
         let stride = EDGE_STRIDE as f64 / PER_UNIT;
         assert!((stride - 1.0 / meridian_core::instrument::LSF_SIGMA).abs() < 1e-12);
         let t = NormalTable::new();
-        for x0 in [-25.0, -12.3, -8.99, -7.31, -0.5, 0.0, 3.2, 8.999, 20.0] {
+        // Including starts that put an edge exactly on the first node, on the
+        // last interval and just beyond it.
+        let on_first = -X_MAX - 3.0 * stride;
+        let on_last = X_MAX - 2.0 * STEP - 2.0 * stride;
+        for x0 in [
+            -25.0,
+            -12.3,
+            -8.99,
+            -7.31,
+            -0.5,
+            0.0,
+            3.2,
+            8.999,
+            20.0,
+            on_first,
+            on_first - 1e-12,
+            on_last,
+            on_last + STEP,
+            on_last - 1e-12,
+        ] {
             let mut out = [(0.0, 0.0); 20];
             t.edges(x0, &mut out);
             for (j, e) in out.iter().enumerate() {
