@@ -23,6 +23,11 @@ use std::path::PathBuf;
 /// the same products as one whole-sky run. Regions should partition the sky;
 /// transits without a position are counted by the region holding cell 0.
 ///
+/// Crash safety: products appear under their final names only when complete,
+/// and xmatch-summary.json (xmatch-region.json for a partial) is written last
+/// and removed when a run starts; rerunning a killed run gives the same
+/// products.
+///
 /// Exit codes: 0 success; 2 nothing written (bad arguments, unreadable index
 /// or inputs, unwritable output).
 #[derive(Parser)]
@@ -45,7 +50,9 @@ struct Cli {
     /// Restrict to a sky region: HEALPix DEPTH:CELLS, e.g. 1:0-15 or 3:100,200-210.
     #[arg(long)]
     region: Option<Region>,
-    /// Transits matched per batch (memory scales with it).
+    /// Transits matched per batch. Memory scales with it, not with the day:
+    /// every batch's records but the last are spilled to OUT/.xmatch-spill
+    /// (removed at the end) and merged into the products.
     #[arg(long, default_value_t = 1 << 20)]
     batch: usize,
     /// Worker threads (default: one per core).
@@ -110,39 +117,35 @@ fn match_run(cli: &Cli) -> anyhow::Result<u8> {
         region: cli.region.clone(),
     };
     let bar = meridian_cli::BarProgress(meridian_cli::progress_bar(total, "transits"));
-    let part = run::match_files(&index, &files, &opts, &bar)?;
-    bar.0.finish_and_clear();
     if cli.region.is_some() {
-        run::write_partial(out, &part)?;
+        let part = run::run_region(&index, &files, &opts, out, &bar)?;
+        bar.0.finish_and_clear();
         tracing::info!(
             transits = part.info.transits_read,
-            matched = part.matched.len(),
-            unmatched = part.unmatched.len(),
+            matched = part.matched,
+            unmatched = part.unmatched,
             seconds = started.elapsed().as_secs_f64(),
             "partial result written to {} (finish with `meridian-xmatch merge`)",
             out.display()
         );
         return Ok(exit::OK);
     }
-    finish(out, vec![part], started)
+    let summary = run::run_whole(&index, &files, &opts, out, &bar)?;
+    bar.0.finish_and_clear();
+    report(out, &summary, started)
 }
 
 fn merge(out: &std::path::Path, parts: &[PathBuf]) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
-    let parts = parts
-        .iter()
-        .map(|p| run::read_partial(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    finish(out, parts, started)
+    let summary = run::merge_to_dir(parts, out)?;
+    report(out, &summary, started)
 }
 
-fn finish(
+fn report(
     out: &std::path::Path,
-    parts: Vec<run::PartialRun>,
+    summary: &meridian_xmatch::XmatchSummary,
     started: std::time::Instant,
 ) -> anyhow::Result<u8> {
-    let (records, summary) = run::finish_run(parts)?;
-    run::write_final(out, &records, &summary)?;
     tracing::info!(
         matched = summary.transits_matched,
         unmatched = summary.transits_unmatched,

@@ -39,6 +39,8 @@ pub mod matcher;
 pub mod newsource;
 pub mod propagate;
 pub mod run;
+mod spill;
+pub mod stream;
 
 pub use catalogue::{CatalogueReader, CatalogueSource, CsvError};
 pub use index::{
@@ -48,3 +50,4 @@ pub use matcher::{
     BatchOutcome, Candidate, CandidateLists, MatchError, Matcher, TransitPos, finish_matches,
 };
 pub use run::{PartialRun, Region, RunError, RunOptions, XmatchSummary};
+pub use stream::{PartialCounts, merge_to_dir, run_region, run_whole};

@@ -17,10 +17,15 @@
 //! partials with different radii or overlapping transits.
 //!
 //! # Memory
-//! Transits are read and matched in batches (`batch_size`), so the matcher's
-//! working set scales with the batch (a reader thread fills the next batch
-//! while one is matched: two batches at most); the finished records (about
-//! 120 octets per transit) are kept until the final merge by `transit_id`.
+//! [`match_files`] reads and matches transits in batches (`batch_size`), so
+//! the matcher's working set scales with the batch (a reader thread fills the
+//! next batch while one is matched: two batches at most), but it returns every
+//! finished record (about 120 octets per transit) for [`finish_run`]: memory
+//! grows with the day. That in-memory path is kept for callers that want the
+//! records; the runs of the binaries use [`run_whole`], [`run_region`] and
+//! [`merge_to_dir`] (module `stream`), which spill sorted runs to disk and
+//! stream a merge into the products, byte-identical, with memory bounded by
+//! the batch (plus the unmatched transits: see that module's docs).
 
 use crate::index::{Index, IndexError};
 use crate::matcher::{MatchError, Matcher, TransitPos, finish_matches};
@@ -33,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+pub use crate::stream::{PartialCounts, merge_to_dir, run_region, run_whole};
 
 /// Final match product's file name.
 pub const MATCH_FILE: &str = "match.mprod";
@@ -259,14 +266,14 @@ pub fn match_files(
 
 /// What the reader counted for the region (see [`PartialInfo`]).
 #[derive(Debug, Default)]
-struct ReadCounts {
-    read: u64,
-    without_position: u64,
+pub(crate) struct ReadCounts {
+    pub(crate) read: u64,
+    pub(crate) without_position: u64,
 }
 
 /// Reads the transits of `files` that belong to the run's region and sends
 /// them in batches of `opts.batch_size`.
-fn read_batches(
+pub(crate) fn read_batches(
     files: &[PathBuf],
     opts: &RunOptions,
     progress: &dyn Progress,
@@ -344,20 +351,41 @@ pub fn write_partial(dir: &Path, part: &PartialRun) -> Result<(), RunError> {
 
 /// Reads a partial result written by [`write_partial`].
 pub fn read_partial(dir: &Path) -> Result<PartialRun, RunError> {
+    Ok(PartialRun {
+        info: read_partial_info(dir)?,
+        matched: product::read_all(dir.join(PARTIAL_MATCHED_FILE))?,
+        unmatched: product::read_all(dir.join(PARTIAL_UNMATCHED_FILE))?,
+    })
+}
+
+/// Reads the counts (`xmatch-region.json`) of a partial result.
+pub fn read_partial_info(dir: &Path) -> Result<PartialInfo, RunError> {
     let info_path = dir.join(PARTIAL_INFO_FILE);
     let text = std::fs::read(&info_path).map_err(|source| RunError::Io {
         path: info_path.clone(),
         source,
     })?;
-    let info: PartialInfo = serde_json::from_slice(&text).map_err(|e| RunError::Partial {
+    serde_json::from_slice(&text).map_err(|e| RunError::Partial {
         path: info_path,
         detail: e.to_string(),
-    })?;
-    Ok(PartialRun {
-        info,
-        matched: product::read_all(dir.join(PARTIAL_MATCHED_FILE))?,
-        unmatched: product::read_all(dir.join(PARTIAL_UNMATCHED_FILE))?,
     })
+}
+
+/// The radius of parts to merge: the first part's, which every part must share.
+pub(crate) fn common_radius(parts: &[PartialInfo]) -> Result<f64, RunError> {
+    let radius_arcsec = parts
+        .first()
+        .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |p| p.radius_arcsec);
+    if let Some(p) = parts.iter().find(|p| p.radius_arcsec != radius_arcsec) {
+        return Err(RunError::Partial {
+            path: PathBuf::from(p.region.clone().unwrap_or_default()),
+            detail: format!(
+                "radius {}″ differs from the first part's {radius_arcsec}″",
+                p.radius_arcsec
+            ),
+        });
+    }
+    Ok(radius_arcsec)
 }
 
 /// The run summary written beside the match product.
@@ -387,20 +415,8 @@ pub struct XmatchSummary {
 /// Finishes a run from its partials (one for a whole-sky run): links the
 /// unmatched transits into new-source groups, sorts, summarises.
 pub fn finish_run(parts: Vec<PartialRun>) -> Result<(Vec<Match>, XmatchSummary), RunError> {
-    let radius_arcsec = parts
-        .first()
-        .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |p| {
-            p.info.radius_arcsec
-        });
-    if let Some(p) = parts.iter().find(|p| p.info.radius_arcsec != radius_arcsec) {
-        return Err(RunError::Partial {
-            path: PathBuf::from(p.info.region.clone().unwrap_or_default()),
-            detail: format!(
-                "radius {}″ differs from the first part's {radius_arcsec}″",
-                p.info.radius_arcsec
-            ),
-        });
-    }
+    let infos: Vec<PartialInfo> = parts.iter().map(|p| p.info.clone()).collect();
+    let radius_arcsec = common_radius(&infos)?;
     let (mut read, mut no_pos) = (0, 0);
     let mut regions = Vec::new();
     let mut matched = Vec::new();
@@ -490,7 +506,7 @@ fn create_dir(dir: &Path) -> Result<(), RunError> {
     })
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("plain data serialises");
     bytes.push(b'\n');
     Ok(product::write_file_atomic(path, &bytes)?)

@@ -232,3 +232,237 @@ fn a_damaged_file_after_matched_batches_is_an_error_naming_it() {
         run::match_files(&f.index, &files, &opts, &meridian_core::stage::NoProgress).unwrap_err();
     assert!(err.to_string().contains("b.mprod"), "{err}");
 }
+
+/// The octets of every file under `dir` (hidden ones included), by name.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap_or_default())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The in-memory path's products (one batch), for reference.
+fn reference_products(f: &Fixture, out: &Path) -> Vec<(String, Vec<u8>)> {
+    whole_run(f, &RunOptions::default(), out);
+    files_of(out)
+}
+
+#[test]
+fn streaming_runs_write_the_same_bytes_whatever_the_batch_or_threads() {
+    let f = fixture();
+    let reference = reference_products(&f, &f.root.join("reference"));
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    for (batch_size, threads) in [(1 << 20, 1), (37, 2), (1, 1), (500, 2)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let out = f.root.join(format!("stream-{batch_size}-{threads}"));
+        let opts = RunOptions {
+            batch_size,
+            ..Default::default()
+        };
+        let progress = meridian_core::stage::CountingProgress::default();
+        let summary = pool
+            .install(|| run::run_whole(&f.index, &files, &opts, &out, &progress))
+            .unwrap();
+        assert_eq!(progress.steps(), run::count_transits(&files).unwrap());
+        // Same products, and nothing else left behind (no spill folder).
+        assert_eq!(files_of(&out), reference, "batch {batch_size}");
+        assert_eq!(summary.transits_read, f.transits.len() as u64);
+    }
+}
+
+#[test]
+fn streaming_regions_write_the_same_partials_and_merge_into_the_same_products() {
+    let f = fixture();
+    let reference = reference_products(&f, &f.root.join("reference"));
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    let mut parts = Vec::new();
+    for k in 0..3u64 {
+        let region = Region::new(2, (0..192).filter(|c| c % 3 == k).collect()).unwrap();
+        let in_memory = RunOptions {
+            region: Some(region.clone()),
+            ..Default::default()
+        };
+        let part = run::match_files(
+            &f.index,
+            &files,
+            &in_memory,
+            &meridian_core::stage::NoProgress,
+        )
+        .unwrap();
+        let old = f.root.join(format!("old-region{k}"));
+        run::write_partial(&old, &part).unwrap();
+        let new = f.root.join(format!("new-region{k}"));
+        let small = RunOptions {
+            batch_size: 29,
+            ..in_memory
+        };
+        let counts = run::run_region(
+            &f.index,
+            &files,
+            &small,
+            &new,
+            &meridian_core::stage::NoProgress,
+        )
+        .unwrap();
+        assert_eq!(files_of(&new), files_of(&old), "region {k}");
+        assert_eq!(counts.matched, part.matched.len() as u64);
+        assert_eq!(counts.unmatched, part.unmatched.len() as u64);
+        parts.push(new);
+    }
+    let merged = f.root.join("merged");
+    let summary = run::merge_to_dir(&parts, &merged).unwrap();
+    assert_eq!(summary.regions.len(), 3);
+    let (records, expected) = run::finish_run(
+        parts
+            .iter()
+            .map(|p| run::read_partial(p).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(summary, expected);
+    let old_merged = f.root.join("old-merged");
+    run::write_final(&old_merged, &records, &expected).unwrap();
+    assert_eq!(files_of(&merged), files_of(&old_merged));
+    // Apart from the regions listed, the merge is the whole-sky run.
+    let whole = reference.iter().find(|(n, _)| n == MATCH_FILE).unwrap();
+    assert_eq!(std::fs::read(merged.join(MATCH_FILE)).unwrap(), whole.1);
+}
+
+#[test]
+fn a_rerun_after_a_crash_cleans_up_and_gives_the_same_products() {
+    let f = fixture();
+    let reference = reference_products(&f, &f.root.join("reference"));
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    let out = f.root.join("out");
+    // What a run killed in its merge leaves: spilled segments, a temporary
+    // match product, and the previous run's summary.
+    std::fs::create_dir_all(out.join(".xmatch-spill")).unwrap();
+    std::fs::write(out.join(".xmatch-spill/match-00000000.mprod"), b"junk").unwrap();
+    std::fs::write(out.join(".match.mprod.999-0.tmp"), b"half a product").unwrap();
+    std::fs::write(out.join(SUMMARY_FILE), b"{}").unwrap();
+    let opts = RunOptions {
+        batch_size: 40,
+        ..Default::default()
+    };
+    run::run_whole(
+        &f.index,
+        &files,
+        &opts,
+        &out,
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(files_of(&out), reference);
+}
+
+#[test]
+fn a_failed_streaming_run_leaves_nothing_that_looks_complete() {
+    let f = fixture();
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    let out = f.root.join("out");
+    let opts = RunOptions {
+        batch_size: 50,
+        ..Default::default()
+    };
+    run::run_whole(
+        &f.index,
+        &files,
+        &opts,
+        &out,
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap();
+    // Damage the second file: batches of the first are spilled by then.
+    let bad = f.root.join("located/sub/b.mprod");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = run::run_whole(
+        &f.index,
+        &files,
+        &opts,
+        &out,
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("b.mprod"), "{err}");
+    // No summary (the completion marker), no spill folder, no temporary file.
+    let names: Vec<String> = files_of(&out).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec![MATCH_FILE.to_string()], "{names:?}");
+}
+
+#[test]
+fn a_transit_id_repeated_across_batches_is_an_error_naming_the_smallest() {
+    let f = fixture();
+    let located = f.root.join("located");
+    // Copies of two transits with a position, in a file read after the others.
+    let dups: Vec<Transit> = f
+        .transits
+        .iter()
+        .filter(|t| t.ra.is_some())
+        .skip(3)
+        .step_by(300)
+        .take(2)
+        .cloned()
+        .collect();
+    let smallest = dups.iter().map(|t| t.transit_id).min().unwrap();
+    product::write_all(located.join("z.mprod"), &dups).unwrap();
+    let files = run::transit_products(&located).unwrap();
+    let opts = RunOptions {
+        batch_size: 64,
+        ..Default::default()
+    };
+    let err = run::run_whole(
+        &f.index,
+        &files,
+        &opts,
+        &f.root.join("out"),
+        &meridian_core::stage::NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("transit_id {smallest} appears more than once")),
+        "{err}"
+    );
+    assert!(!f.root.join("out").join(SUMMARY_FILE).exists());
+}
+
+#[test]
+fn streaming_merge_refuses_mixed_radii_and_overlapping_parts() {
+    let f = fixture();
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    let mut parts = Vec::new();
+    for (k, radius) in [1.0, 2.0].into_iter().enumerate() {
+        let opts = RunOptions {
+            radius_arcsec: radius,
+            region: Some("0:0-11".parse().unwrap()),
+            batch_size: 100,
+        };
+        let dir = f.root.join(format!("part{k}"));
+        run::run_region(
+            &f.index,
+            &files,
+            &opts,
+            &dir,
+            &meridian_core::stage::NoProgress,
+        )
+        .unwrap();
+        parts.push(dir);
+    }
+    let out = f.root.join("merged");
+    let err = run::merge_to_dir(&parts, &out).unwrap_err();
+    assert!(err.to_string().contains("radius"), "{err}");
+    let same_twice = [parts[0].clone(), parts[0].clone()];
+    let err = run::merge_to_dir(&same_twice, &out).unwrap_err();
+    assert!(err.to_string().contains("more than once"), "{err}");
+    assert!(!out.join(SUMMARY_FILE).exists());
+}

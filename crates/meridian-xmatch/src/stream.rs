@@ -1,0 +1,610 @@
+//! Whole runs written straight into their output folder with memory bounded
+//! by the batch size, not by the day: the streaming counterparts of
+//! [`crate::run::match_files`] + [`crate::run::finish_run`] +
+//! [`crate::run::write_final`] (and of `write_partial`, and of the merge of
+//! partials), giving byte-identical products.
+//!
+//! # Design
+//! Each batch's `match` records (sorted by `transit_id`) become a sorted run.
+//! The latest batch's run stays in memory; when the next batch is matched, the
+//! run before it is handed to a spill thread that writes it as small segment
+//! files under `OUT/.xmatch-spill/` ([`crate::spill`]), overlapping the
+//! matching. A day that fits one batch never touches the disk. Once every
+//! batch is matched, the unmatched transits are linked into new-source groups
+//! (in memory: see below), and `match.mprod` is written by one streaming k-way
+//! merge of the runs and the new-source records, which also checks that no
+//! `transit_id` appears twice and computes the summary in the same pass.
+//!
+//! The separation quantiles are exact: each batch adds its separations to a
+//! histogram of 2^20 buckets (by the top bits of the float's order key), which
+//! tells before the merge which bucket holds each wanted rank; the merge keeps
+//! only the values falling in those buckets and picks the ranks among them.
+//!
+//! # Memory
+//! Peak ≈ two batches of transits (one read ahead) and the matcher's working
+//! set for one, plus two batches of `match` records (the latest and the one
+//! being spilled), plus per spilled run a reader (≈ 0.3 MiB of buffers and at
+//! most one mapped segment of ≈ 1–2 MiB) during the merge, plus the index
+//! mapping, plus 8 MiB of histogram, plus the unmatched transits: linking
+//! needs all of them at once (ICD §8 groups may span the whole day), at
+//! about 90 octets each while linking and 16 during the merge. That last term
+//! is the only one that grows with the day; it is the unmatched fraction of
+//! it (10 % on the synthetic benchmark sky: 7 M transits, ≈ 0.6 GiB at 70 M).
+//!
+//! # Crash safety
+//! Every product is written under a temporary name and renamed (product
+//! module). The completion marker (`xmatch-summary.json`, or
+//! `xmatch-region.json` for a partial) is removed when a run starts and
+//! written last, so a killed run never leaves a set of files that looks
+//! complete. Scratch files of a killed run (the spill folder, temporary
+//! names of the final files) are removed by the next run in the same folder;
+//! the spill folder is also removed when a run ends, successfully or not.
+
+use crate::index::Index;
+use crate::matcher::{MatchError, Matcher, TransitPos};
+use crate::newsource::link_new_sources;
+use crate::run::{
+    MATCH_FILE, PARTIAL_INFO_FILE, PARTIAL_MATCHED_FILE, PARTIAL_UNMATCHED_FILE, PartialInfo,
+    ReadCounts, Region, RunError, RunOptions, SUMMARY_FILE, XmatchSummary,
+};
+use crate::spill::{Keyed, Merge, RunSource, SpillDir, file_run, memory_run};
+use meridian_core::product::{ProductReader, ProductWriter};
+use meridian_core::records::{Match, Record, Transit};
+use meridian_core::stage::Progress;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a region run wrote (its `xmatch-region.json`, and record counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialCounts {
+    pub info: PartialInfo,
+    pub matched: u64,
+    pub unmatched: u64,
+}
+
+/// Matches every transit of `files` (the whole sky: `opts.region` must be
+/// None) and writes `match.mprod` and `xmatch-summary.json` into `out`
+/// (created if needed), as `finish_run` + `write_final` would, with memory
+/// bounded by `opts.batch_size` (module docs).
+pub fn run_whole(
+    index: &Index,
+    files: &[PathBuf],
+    opts: &RunOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<XmatchSummary, RunError> {
+    if let Some(region) = &opts.region {
+        return Err(RunError::Region {
+            spec: region.to_string(),
+            detail: "a region run writes a partial result (run_region), not the final one".into(),
+        });
+    }
+    prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
+    let matcher = Matcher::new(index, opts.radius_arcsec)?;
+    let mut spill = SpillDir::new(out)?;
+    let mut seps = SepHistogram::default();
+    let mut unmatched = Vec::new();
+    let (runs, _, counts) = match_and_spill(files, opts, progress, &mut spill, |batch| {
+        let outcome = matcher.match_batch(&batch);
+        drop(batch);
+        seps.add_records(&outcome.matched);
+        unmatched.extend(outcome.unmatched);
+        BatchRecords {
+            matched: outcome.matched,
+            unmatched: Vec::new(),
+        }
+    })?;
+    let info = PartialInfo {
+        radius_arcsec: opts.radius_arcsec,
+        region: None,
+        transits_read: counts.read,
+        transits_without_position: counts.without_position,
+    };
+    write_final_streaming(out, &[info], runs, unmatched, &seps)
+}
+
+/// Matches the transits of `files` in `opts.region` and writes the partial
+/// result (`matched.mprod`, `unmatched.mprod`, `xmatch-region.json`) into
+/// `out`, as `write_partial` would, with memory bounded by the batch size.
+pub fn run_region(
+    index: &Index,
+    files: &[PathBuf],
+    opts: &RunOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<PartialCounts, RunError> {
+    let Some(region) = &opts.region else {
+        return Err(RunError::Region {
+            spec: String::new(),
+            detail: "a partial result needs a region (run_whole writes the final one)".into(),
+        });
+    };
+    prepare_out(
+        out,
+        &[
+            PARTIAL_MATCHED_FILE,
+            PARTIAL_UNMATCHED_FILE,
+            PARTIAL_INFO_FILE,
+        ],
+    )?;
+    let matcher = Matcher::new(index, opts.radius_arcsec)?;
+    let mut spill = SpillDir::new(out)?;
+    let (matched, unmatched, counts) =
+        match_and_spill(files, opts, progress, &mut spill, |batch| {
+            let outcome = matcher.match_batch(&batch);
+            let mut ids: Vec<u64> = outcome.unmatched.iter().map(|t| t.transit_id).collect();
+            ids.sort_unstable();
+            let mut unmatched: Vec<Transit> = batch
+                .into_iter()
+                .filter(|t| ids.binary_search(&t.transit_id).is_ok())
+                .collect();
+            // Stable, as write_partial sorts: equal ids keep their order.
+            unmatched.sort_by_key(|t| t.transit_id);
+            BatchRecords {
+                matched: outcome.matched,
+                unmatched,
+            }
+        })?;
+    let info = PartialInfo {
+        radius_arcsec: opts.radius_arcsec,
+        region: Some(Region::to_string(region)),
+        transits_read: counts.read,
+        transits_without_position: counts.without_position,
+    };
+    let matched = write_merged(&out.join(PARTIAL_MATCHED_FILE), matched)?;
+    let unmatched = write_merged(&out.join(PARTIAL_UNMATCHED_FILE), unmatched)?;
+    crate::run::write_json(&out.join(PARTIAL_INFO_FILE), &info)?;
+    Ok(PartialCounts {
+        info,
+        matched,
+        unmatched,
+    })
+}
+
+/// Merges partial results (folders written by [`run_region`] or
+/// `write_partial`) into `match.mprod` and `xmatch-summary.json` in `out`,
+/// as `read_partial` + `finish_run` + `write_final` would, streaming the
+/// partials' matched records (each file must be sorted by `transit_id`, as
+/// partials are written; one that is not is an error naming it).
+pub fn merge_to_dir(parts: &[PathBuf], out: &Path) -> Result<XmatchSummary, RunError> {
+    let infos = parts
+        .iter()
+        .map(|p| crate::run::read_partial_info(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::run::common_radius(&infos)?;
+    prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
+    // A first pass over the matched records for the separation histogram.
+    let mut seps = SepHistogram::default();
+    for part in parts {
+        for record in ProductReader::<Match>::open(part.join(PARTIAL_MATCHED_FILE))? {
+            seps.add(record?.sep_mas);
+        }
+    }
+    let mut unmatched = Vec::new();
+    for part in parts {
+        for transit in ProductReader::<Transit>::open(part.join(PARTIAL_UNMATCHED_FILE))? {
+            unmatched.extend(TransitPos::from_transit(&transit?));
+        }
+    }
+    let runs = parts
+        .iter()
+        .map(|p| file_run(vec![p.join(PARTIAL_MATCHED_FILE)], false))
+        .collect();
+    write_final_streaming(out, &infos, runs, unmatched, &seps)
+}
+
+/// Creates `out` and clears what an earlier, killed run may have left: the
+/// temporary files of `finals`, and the completion marker (the last of
+/// `finals`), so that nothing looks complete until this run has finished.
+fn prepare_out(out: &Path, finals: &[&str]) -> Result<(), RunError> {
+    let io = |source| RunError::Io {
+        path: out.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(out).map_err(io)?;
+    for entry in std::fs::read_dir(out).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let name = name.to_string_lossy();
+        let stale_temp = finals
+            .iter()
+            .any(|f| name.starts_with(&format!(".{f}.")) && name.ends_with(".tmp"));
+        if stale_temp {
+            remove_if_present(&out.join(&*name))?;
+        }
+    }
+    match finals.last() {
+        Some(marker) => remove_if_present(&out.join(marker)),
+        None => Ok(()),
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RunError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RunError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// One matched batch's records, each list sorted by `transit_id`.
+struct BatchRecords {
+    matched: Vec<Match>,
+    unmatched: Vec<Transit>,
+}
+
+/// The sorted runs of a run's batches: spilled ones, then the last in memory.
+type Runs<R> = Vec<RunSource<'static, R>>;
+
+/// Reads `files` in batches (a reader thread one batch ahead), turns each
+/// batch into records with `per_batch`, and spills every batch's records but
+/// the last (on a thread of its own, overlapping the next batch's matching).
+fn match_and_spill(
+    files: &[PathBuf],
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    spill: &mut SpillDir,
+    mut per_batch: impl FnMut(Vec<Transit>) -> BatchRecords,
+) -> Result<(Runs<Match>, Runs<Transit>, ReadCounts), RunError> {
+    let mut latest: Option<BatchRecords> = None;
+    let (spilled, read) = std::thread::scope(|scope| {
+        let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel(0);
+        let reader = scope.spawn(move || crate::run::read_batches(files, opts, progress, batch_tx));
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<BatchRecords>(0);
+        let writer = scope.spawn(move || {
+            let mut runs = Vec::new();
+            for job in job_rx {
+                let matched = spill.write_run(&job.matched)?;
+                drop(job.matched);
+                runs.push((matched, spill.write_run(&job.unmatched)?));
+            }
+            Ok::<_, RunError>(runs)
+        });
+        for batch in batch_rx {
+            let records = per_batch(batch);
+            // A send fails only when the spill thread has stopped on an error.
+            if let Some(full) = latest.replace(records)
+                && job_tx.send(full).is_err()
+            {
+                break;
+            }
+        }
+        drop(job_tx);
+        (join(writer), join(reader))
+    });
+    let read = read?;
+    let mut matched: Runs<Match> = Vec::new();
+    let mut unmatched: Runs<Transit> = Vec::new();
+    for (m, u) in spilled? {
+        matched.push(file_run(m, true));
+        unmatched.push(file_run(u, true));
+    }
+    if let Some(last) = latest {
+        matched.push(memory_run(last.matched));
+        unmatched.push(memory_run(last.unmatched));
+    }
+    Ok((matched, unmatched, read))
+}
+
+/// A scoped thread's result; its panic is the caller's.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Writes the merge of `runs` to a product at `path`; returns its count.
+fn write_merged<R: Record + Keyed>(path: &Path, runs: Runs<R>) -> Result<u64, RunError> {
+    let mut writer = ProductWriter::<R>::create(path)?;
+    for record in Merge::new(runs)? {
+        writer.push(&record?)?;
+    }
+    Ok(writer.finish()?.header.record_count)
+}
+
+/// Links the unmatched transits, merges the runs with the new-source records
+/// into `match.mprod` (checking that no `transit_id` repeats) and writes the
+/// summary, computed in the same pass.
+fn write_final_streaming(
+    out: &Path,
+    infos: &[PartialInfo],
+    mut runs: Runs<Match>,
+    unmatched: Vec<TransitPos>,
+    seps: &SepHistogram,
+) -> Result<XmatchSummary, RunError> {
+    let radius_arcsec = infos
+        .first()
+        .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |i| i.radius_arcsec);
+    let radius_rad = radius_arcsec * meridian_core::geom::RAD_PER_ARCSEC;
+    let names = link_new_sources(&unmatched, radius_rad);
+    let mut new: Vec<(u64, u64)> = unmatched.iter().map(|t| t.transit_id).zip(names).collect();
+    drop(unmatched);
+    new.par_sort_unstable();
+    let group_sizes = group_sizes(new.iter().map(|&(_, name)| name).collect());
+    runs.push(Box::new(new.into_iter().map(|(id, name)| {
+        Ok(Match {
+            transit_id: id,
+            source_id: None,
+            sep_mas: None,
+            n_candidates: 0,
+            ambiguous: Vec::new(),
+            new_source: Some(name),
+            ra_cat: None,
+            dec_cat: None,
+        })
+    })));
+    let mut pass = SummaryPass::new(seps);
+    let mut writer = ProductWriter::<Match>::create(out.join(MATCH_FILE))?;
+    let mut last_id = None;
+    for record in Merge::new(runs)? {
+        let record = record?;
+        // Merged order puts the smallest repeated id first, as finish_run reports.
+        if last_id == Some(record.transit_id) {
+            return Err(MatchError::DuplicateTransit(record.transit_id).into());
+        }
+        last_id = Some(record.transit_id);
+        pass.add(&record);
+        writer.push(&record)?;
+    }
+    writer.finish()?;
+    let mut regions: Vec<String> = infos.iter().filter_map(|i| i.region.clone()).collect();
+    regions.sort();
+    let summary = pass.finish(
+        radius_arcsec,
+        regions,
+        infos.iter().map(|i| i.transits_read).sum(),
+        infos.iter().map(|i| i.transits_without_position).sum(),
+        group_sizes,
+    );
+    crate::run::write_json(&out.join(SUMMARY_FILE), &summary)?;
+    Ok(summary)
+}
+
+/// Number of new-source groups by size, from every unmatched transit's name.
+fn group_sizes(mut names: Vec<u64>) -> (u64, BTreeMap<u64, u64>) {
+    names.par_sort_unstable();
+    let mut sizes = BTreeMap::new();
+    let mut groups = 0;
+    for group in names.chunk_by(|a, b| a == b) {
+        groups += 1;
+        *sizes.entry(group.len() as u64).or_insert(0) += 1;
+    }
+    (groups, sizes)
+}
+
+/// Bits of a separation's order key that pick its histogram bucket: sign,
+/// exponent and 8 mantissa bits, so a bucket spans 1/256 of an octave.
+const SEP_BUCKET_BITS: u32 = 20;
+
+/// A key whose unsigned order is `f64::total_cmp`'s order.
+fn order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+fn from_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+fn sep_bucket(key: u64) -> usize {
+    (key >> (64 - SEP_BUCKET_BITS)) as usize
+}
+
+/// How many best-match separations fall in each bucket (module docs).
+#[derive(Default)]
+struct SepHistogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl SepHistogram {
+    fn add(&mut self, sep: Option<f64>) {
+        if let Some(sep) = sep {
+            if self.counts.is_empty() {
+                self.counts = vec![0; 1 << SEP_BUCKET_BITS];
+            }
+            self.counts[sep_bucket(order_key(sep))] += 1;
+            self.total += 1;
+        }
+    }
+
+    fn add_records(&mut self, records: &[Match]) {
+        for m in records {
+            self.add(m.sep_mas);
+        }
+    }
+
+    /// The bucket holding rank `rank` (0-based, in total_cmp order) and the
+    /// rank within it.
+    fn locate(&self, rank: u64) -> (usize, u64) {
+        let mut below = 0;
+        for (bucket, &n) in self.counts.iter().enumerate() {
+            if rank < below + n {
+                return (bucket, rank - below);
+            }
+            below += n;
+        }
+        (usize::MAX, 0)
+    }
+}
+
+/// One wanted quantile: its bucket, rank within it, and the bucket's values
+/// seen so far (order key → count).
+struct Quantile {
+    bucket: usize,
+    rank_in_bucket: u64,
+    values: BTreeMap<u64, u64>,
+}
+
+impl Quantile {
+    /// Ranks as `summarise` takes them: `round((n − 1) q)` of the sorted values.
+    fn new(seps: &SepHistogram, q: f64) -> Option<Self> {
+        let rank = ((seps.total.checked_sub(1)?) as f64 * q).round() as u64;
+        let (bucket, rank_in_bucket) = seps.locate(rank);
+        Some(Self {
+            bucket,
+            rank_in_bucket,
+            values: BTreeMap::new(),
+        })
+    }
+
+    fn offer(&mut self, key: u64) {
+        if sep_bucket(key) == self.bucket {
+            *self.values.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        let mut below = 0;
+        for (&key, &n) in &self.values {
+            below += n;
+            if self.rank_in_bucket < below {
+                return Some(from_order_key(key));
+            }
+        }
+        None
+    }
+}
+
+/// Candidate-count histogram below this size is a plain array (the merge
+/// pass counts every record, one thread).
+const DENSE_CANDIDATES: usize = 64;
+
+/// The summary's counts, accumulated record by record in merged order.
+struct SummaryPass {
+    dense: [u64; DENSE_CANDIDATES],
+    sparse: BTreeMap<u32, u64>,
+    records: u64,
+    matched: u64,
+    ambiguous: u64,
+    median: Option<Quantile>,
+    p90: Option<Quantile>,
+}
+
+impl SummaryPass {
+    fn new(seps: &SepHistogram) -> Self {
+        Self {
+            dense: [0; DENSE_CANDIDATES],
+            sparse: BTreeMap::new(),
+            records: 0,
+            matched: 0,
+            ambiguous: 0,
+            median: Quantile::new(seps, 0.5),
+            p90: Quantile::new(seps, 0.9),
+        }
+    }
+
+    fn add(&mut self, m: &Match) {
+        let n = m.n_candidates;
+        match self.dense.get_mut(n as usize) {
+            Some(count) => *count += 1,
+            None => *self.sparse.entry(n).or_insert(0) += 1,
+        }
+        self.records += 1;
+        self.ambiguous += u64::from(n > 1);
+        if let Some(sep) = m.sep_mas {
+            self.matched += 1;
+            let key = order_key(sep);
+            for q in [&mut self.median, &mut self.p90].into_iter().flatten() {
+                q.offer(key);
+            }
+        }
+    }
+
+    fn finish(
+        self,
+        radius_arcsec: f64,
+        regions: Vec<String>,
+        read: u64,
+        no_pos: u64,
+        (new_source_groups, new_source_group_sizes): (u64, BTreeMap<u64, u64>),
+    ) -> XmatchSummary {
+        let mut hist = self.sparse;
+        for (n, &count) in self.dense.iter().enumerate() {
+            if count > 0 {
+                hist.insert(n as u32, count);
+            }
+        }
+        XmatchSummary {
+            radius_arcsec,
+            regions,
+            transits_read: read,
+            transits_without_position: no_pos,
+            transits_matched: self.matched,
+            transits_unmatched: self.records - self.matched,
+            match_rate: (self.records > 0).then(|| self.matched as f64 / self.records as f64),
+            candidates_histogram: hist,
+            ambiguous_transits: self.ambiguous,
+            sep_mas_median: self.median.as_ref().and_then(Quantile::value),
+            sep_mas_p90: self.p90.as_ref().and_then(Quantile::value),
+            new_source_groups,
+            new_source_group_sizes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_orders_as_total_cmp_and_inverts() {
+        let xs = [
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-310,
+            0.5,
+            3.0,
+            1e300,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) < order_key(w[1]), "{w:?}");
+        }
+        for x in xs {
+            assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
+        }
+    }
+
+    /// The two-pass quantile equals sorting every value and taking the rank,
+    /// with many equal values and values spread over many buckets.
+    #[test]
+    fn quantiles_equal_the_sorted_rank() {
+        let mut state = 7u64;
+        for n in [1usize, 2, 3, 10, 1000, 5000] {
+            let values: Vec<f64> = (0..n)
+                .map(|i| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    if i % 3 == 0 {
+                        12.5
+                    } else {
+                        (state >> 11) as f64 / (1u64 << 53) as f64 * 1000.0
+                    }
+                })
+                .collect();
+            let mut hist = SepHistogram::default();
+            values.iter().for_each(|&v| hist.add(Some(v)));
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            for q in [0.0, 0.5, 0.9, 1.0] {
+                let mut quantile = Quantile::new(&hist, q).unwrap();
+                values.iter().for_each(|&v| quantile.offer(order_key(v)));
+                let want = sorted[((n - 1) as f64 * q).round() as usize];
+                assert_eq!(quantile.value(), Some(want), "n {n} q {q}");
+            }
+        }
+        assert!(Quantile::new(&SepHistogram::default(), 0.5).is_none());
+    }
+}
