@@ -59,9 +59,13 @@
 //! * **Memory.** `--mem` bounds the data the run holds: new records are buffered
 //!   up to `--mem` less the packet index (about 144 octets per packet, held in
 //!   memory), but at least a quarter of `--mem`; beyond it sorted runs are spilled
-//!   to `tmp/` and merged back ([`sort`]). Chunks are merged in order and handed
-//!   to a few writer threads, so at most about eight chunks' records are held at
-//!   once. Conflicting and late records are held in memory (they are rare). On top
+//!   to `tmp/` and merged back ([`sort`]). Buffered windows are held compactly
+//!   (fixed-size records, samples in one shared arena: [`record::HeldWindow`]),
+//!   so a 1 % Gaia-scale day fits a 1 GiB budget without spilling. The
+//!   sorter's partitions (ranges of chunks) are sorted, merged and written in
+//!   parallel by twice as many threads as rayon's pool has (fsync waits
+//!   overlap), each holding one chunk's records and at most [`sort::FAN_IN`]
+//!   open runs. Conflicting and late records are held in memory (they are rare). On top
 //!   come fixed costs of some MiB (zstd contexts and buffers of the open product
 //!   files, allocator slack), so budgets below [`run::MIN_USEFUL_MEM_BYTES`] still
 //!   give the same result but cannot bound the process's peak; the run logs a

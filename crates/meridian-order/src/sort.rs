@@ -1,26 +1,27 @@
 //! External merge sort of one stream's new records, partitioned by time so the
-//! output can be merged and written by several threads at once.
+//! output can be sorted, merged and written by several threads at once.
 //!
-//! Records are buffered in memory. When the run's budget is exceeded the buffer
-//! is sorted and spilled: cut at chunk boundaries into the sorter's *partitions*
-//! (contiguous ranges of chunks, chosen once from the first sorted buffer) and
-//! written as one sorted run per partition, in parallel. At the end each
-//! partition's runs (merged first in passes of at most [`FAN_IN`] files when there
-//! are more) and its share of the sorted buffer are merged independently: a
-//! partition's output is every record of its chunks in order, so the partitions
-//! concatenated are the whole stream in order. The output is the same sequence
-//! whatever the budget, partitioning or thread count, because the order
-//! ([`StreamRecord::cmp_total`]) is total and starts with `obt_ns`.
+//! Records are buffered in memory in one bucket per chunk, in arrival order.
+//! When the run's budget is exceeded the buckets are sorted (in parallel) and
+//! spilled: grouped into the sorter's *partitions* (contiguous ranges of chunks,
+//! chosen once from the record counts of the first spill) and written as one
+//! sorted run per partition, in parallel. At the end each partition sorts its
+//! buckets, and merges them with its runs (merged first in passes of at most
+//! [`FAN_IN`] files when there are more), independently of the others: a
+//! partition's output is every record of its chunks in order, so the
+//! partitions concatenated are the whole stream in order. The output is the
+//! same sequence whatever the budget, partitioning or thread count, because the
+//! order ([`StreamRecord::cmp_total`]) is total and starts with `obt_ns`.
 
 use crate::error::OrderError;
-use crate::record::StreamRecord;
+use crate::record::{Arena, StreamRecord};
 use meridian_core::product::ProductWriter;
 use meridian_core::{ProductError, ProductReader};
-use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
-use rayon::slice::ParallelSliceMut;
+use rayon::iter::{IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelIterator};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Most sorted runs merged at once: bounds open files and decoder buffers.
 pub const FAN_IN: usize = 16;
@@ -36,14 +37,43 @@ pub const MIN_MEMORY_PART_RECORDS: usize = 1_024;
 /// parallel output work. Fixed, so the work split does not depend on the
 /// machine (the output never does).
 pub const MAX_PARTS: usize = 64;
+/// Memory charged per chunk bucket besides its records (map node, vector).
+const BUCKET_OVERHEAD: usize = 64;
 
-fn write_run<R: StreamRecord>(path: &Path, records: &[R]) -> Result<(), OrderError> {
+/// One chunk's buffered records, in arrival order until sorted.
+type Bucket<R> = Vec<<R as StreamRecord>::Held>;
+/// Buckets with their chunk index, in chunk order.
+type Buckets<R> = [(u64, Bucket<R>)];
+
+/// Writes sorted buckets (in chunk order) as one sorted run.
+fn write_run<R: StreamRecord>(
+    path: &Path,
+    buckets: &Buckets<R>,
+    arena: &[u16],
+) -> Result<(), OrderError> {
     let mut w = ProductWriter::<R>::with_level(path, SPILL_LEVEL)?;
-    for r in records {
-        w.push(r)?;
+    for held in buckets.iter().flat_map(|(_, b)| b) {
+        w.push(&R::unhold(held, arena))?;
     }
     w.finish()?;
     Ok(())
+}
+
+/// Makes room for one more record in a bucket: doubling while small, then
+/// growing by a quarter, as unused capacity counts against the memory budget.
+/// Returns the capacity added.
+fn reserve_one<T>(v: &mut Vec<T>) -> usize {
+    if v.len() < v.capacity() {
+        return 0;
+    }
+    let before = v.capacity();
+    let extra = if before < 1024 {
+        before.max(8)
+    } else {
+        before / 4
+    };
+    v.reserve_exact(extra);
+    v.capacity() - before
 }
 
 /// The partitions of a stream: contiguous ranges of chunks, given by the first
@@ -52,20 +82,25 @@ fn write_run<R: StreamRecord>(path: &Path, records: &[R]) -> Result<(), OrderErr
 pub struct Bounds(Vec<u64>);
 
 impl Bounds {
-    /// Cuts a sorted, non-empty buffer at chunk boundaries into at most
+    /// Cuts chunks (in order, with their record counts) into at most
     /// [`MAX_PARTS`] ranges of about equal record counts, each of about
     /// `min_records` or more.
-    fn choose<R: StreamRecord>(sorted: &[R], chunk_ns: u64, min_records: usize) -> Bounds {
-        let n = sorted.len();
-        let parts = (n / min_records.max(1)).clamp(1, MAX_PARTS);
-        let mut cuts: Vec<u64> = Vec::with_capacity(parts - 1);
-        let mut last = sorted.first().map_or(0, |r| r.obt_ns() / chunk_ns);
-        for i in 1..parts {
-            let chunk = sorted[i * n / parts].obt_ns() / chunk_ns;
-            if chunk > last {
+    fn from_counts(
+        counts: impl Iterator<Item = (u64, usize)> + Clone,
+        min_records: usize,
+    ) -> Bounds {
+        let total: usize = counts.clone().map(|(_, n)| n).sum();
+        let parts = (total / min_records.max(1)).clamp(1, MAX_PARTS);
+        let mut cuts = Vec::with_capacity(parts - 1);
+        let (mut before, mut next) = (0usize, 1usize);
+        for (chunk, n) in counts {
+            if next < parts && before > 0 && before >= next * total / parts {
                 cuts.push(chunk);
-                last = chunk;
+                while next < parts && before >= next * total / parts {
+                    next += 1;
+                }
             }
+            before += n;
         }
         Bounds(cuts)
     }
@@ -79,17 +114,6 @@ impl Bounds {
     pub fn part_of(&self, chunk: u64) -> usize {
         self.0.partition_point(|&b| b <= chunk)
     }
-
-    /// Where each partition starts in a sorted slice, then its length.
-    fn offsets<R: StreamRecord>(&self, sorted: &[R], chunk_ns: u64) -> Vec<usize> {
-        let mut at = Vec::with_capacity(self.0.len() + 2);
-        at.push(0);
-        for &b in &self.0 {
-            at.push(sorted.partition_point(|r| r.obt_ns() / chunk_ns < b));
-        }
-        at.push(sorted.len());
-        at
-    }
 }
 
 /// Accumulates one stream's records and spills sorted runs to `dir`.
@@ -97,8 +121,17 @@ pub struct ExternalSorter<R: StreamRecord> {
     dir: PathBuf,
     chunk_ns: u64,
     min_spill_part: usize,
-    buf: Vec<R>,
-    buf_bytes: usize,
+    /// Buffered records by chunk, except the bucket being filled.
+    buckets: BTreeMap<u64, Bucket<R>>,
+    /// The bucket being filled: a packet's records, and the next packet's,
+    /// mostly fall in the same chunk, so this saves a map lookup per record.
+    current: Option<(u64, Bucket<R>)>,
+    /// Window samples of the buffered records.
+    arena: Arena,
+    /// Bytes of the buffered records and their buckets.
+    held_bytes: usize,
+    /// Record slots allocated and not used, over all buckets.
+    spare_slots: usize,
     /// Fixed by the first spill, so every run of a partition covers its chunks.
     bounds: Option<Bounds>,
     /// Sorted run files of each partition, oldest first.
@@ -120,8 +153,11 @@ impl<R: StreamRecord> ExternalSorter<R> {
             dir: dir.to_owned(),
             chunk_ns,
             min_spill_part,
-            buf: Vec::new(),
-            buf_bytes: 0,
+            buckets: BTreeMap::new(),
+            current: None,
+            arena: Arena::new(),
+            held_bytes: 0,
+            spare_slots: 0,
             bounds: None,
             runs: Vec::new(),
             next_run: 0,
@@ -130,14 +166,36 @@ impl<R: StreamRecord> ExternalSorter<R> {
     }
 
     pub fn push(&mut self, r: R) {
-        self.buf_bytes += r.mem_size();
-        self.buf.push(r);
+        let chunk = r.obt_ns() / self.chunk_ns;
+        if self.current.as_ref().is_none_or(|(c, _)| *c != chunk) {
+            self.stow_current();
+            let bucket = self.buckets.remove(&chunk).unwrap_or_else(|| {
+                self.held_bytes += BUCKET_OVERHEAD;
+                Vec::new()
+            });
+            self.current = Some((chunk, bucket));
+        }
+        let (_, bucket) = self.current.as_mut().expect("just set");
+        self.spare_slots += reserve_one(bucket);
+        let held = r.hold(&mut self.arena);
+        self.held_bytes += R::held_size(&held);
+        bucket.push(held);
+        self.spare_slots -= 1;
+    }
+
+    fn stow_current(&mut self) {
+        if let Some((chunk, bucket)) = self.current.take() {
+            self.buckets.insert(chunk, bucket);
+        }
     }
 
     /// Bytes held in memory.
     pub fn mem_bytes(&self) -> usize {
-        // Each record's size counts its slot; unused capacity counts too.
-        self.buf_bytes + (self.buf.capacity() - self.buf.len()) * std::mem::size_of::<R>()
+        // Each record's size counts its slot and samples; unused capacity
+        // counts too.
+        self.held_bytes
+            + self.spare_slots * std::mem::size_of::<R::Held>()
+            + (self.arena.capacity() - self.arena.len()) * std::mem::size_of::<u16>()
     }
 
     /// Sorted runs written to disk so far.
@@ -152,39 +210,54 @@ impl<R: StreamRecord> ExternalSorter<R> {
             .join(format!("{}-{:06}.mprod", R::STREAM.as_str(), self.next_run))
     }
 
+    /// Takes the buffered buckets (in chunk order) and their arena, leaving
+    /// the sorter empty.
+    fn take_buffer(&mut self) -> (Vec<(u64, Bucket<R>)>, Arena) {
+        self.stow_current();
+        self.held_bytes = 0;
+        self.spare_slots = 0;
+        let buckets = std::mem::take(&mut self.buckets).into_iter().collect();
+        (buckets, std::mem::take(&mut self.arena))
+    }
+
     /// Sorts the buffer and writes it as one run per partition (in parallel),
     /// freeing the memory.
     pub fn spill(&mut self) -> Result<(), OrderError> {
-        if self.buf.is_empty() {
+        let started = std::time::Instant::now();
+        let (mut buckets, arena) = self.take_buffer();
+        if buckets.is_empty() {
             return Ok(());
         }
-        let started = std::time::Instant::now();
-        let mut buf = std::mem::take(&mut self.buf);
-        self.buf_bytes = 0;
-        buf.par_sort_unstable_by(|a, b| a.cmp_total(b));
+        buckets
+            .par_iter_mut()
+            .for_each(|(_, b)| b.sort_unstable_by(|x, y| R::cmp_held(x, y, &arena)));
         let sorted_s = started.elapsed().as_secs_f64();
         let bounds = match &self.bounds {
             Some(b) => b.clone(),
-            None => Bounds::choose(&buf, self.chunk_ns, self.min_spill_part),
+            None => Bounds::from_counts(
+                buckets.iter().map(|(c, b)| (*c, b.len())),
+                self.min_spill_part,
+            ),
         };
         if self.runs.is_empty() {
             self.runs = vec![Vec::new(); bounds.parts()];
         }
-        let at = bounds.offsets(&buf, self.chunk_ns);
-        let mut segments: Vec<(usize, &[R], PathBuf)> = Vec::new();
-        for part in 0..bounds.parts() {
-            let records = &buf[at[part]..at[part + 1]];
-            if !records.is_empty() {
-                segments.push((part, records, self.run_path()));
-            }
+        // Buckets are in chunk order, so each partition's are consecutive.
+        let mut segments: Vec<(usize, &Buckets<R>, PathBuf)> = Vec::new();
+        let mut from = 0;
+        while from < buckets.len() {
+            let part = bounds.part_of(buckets[from].0);
+            let len = buckets[from..].partition_point(|(c, _)| bounds.part_of(*c) == part);
+            segments.push((part, &buckets[from..from + len], self.run_path()));
+            from += len;
         }
         segments
             .par_iter()
-            .try_for_each(|(_, records, path)| write_run(path, records))?;
+            .try_for_each(|(_, buckets, path)| write_run::<R>(path, buckets, &arena))?;
         tracing::debug!(
             "{}: spilled {} records as {} runs (sort {sorted_s:.3} s, total {:.3} s)",
             R::STREAM.as_str(),
-            buf.len(),
+            buckets.iter().map(|(_, b)| b.len()).sum::<usize>(),
             segments.len(),
             started.elapsed().as_secs_f64()
         );
@@ -195,48 +268,53 @@ impl<R: StreamRecord> ExternalSorter<R> {
         Ok(())
     }
 
-    /// Ends input: sorts what is left in memory and hands every record over,
-    /// partition by partition, for merging.
+    /// Ends input and hands every record over, partition by partition, for
+    /// sorting and merging.
     pub fn finish(mut self) -> Result<Partitioned<R>, OrderError> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.par_sort_unstable_by(|a, b| a.cmp_total(b));
+        let (buckets, arena) = self.take_buffer();
         let bounds = match self.bounds.take() {
             Some(b) => b,
-            None => Bounds::choose(&buf, self.chunk_ns, MIN_MEMORY_PART_RECORDS),
+            None => Bounds::from_counts(
+                buckets.iter().map(|(c, b)| (*c, b.len())),
+                MIN_MEMORY_PART_RECORDS,
+            ),
         };
-        let at = bounds.offsets(&buf, self.chunk_ns);
+        let arena = Arc::new(arena);
         let mut runs = std::mem::take(&mut self.runs);
         runs.resize(bounds.parts(), Vec::new());
-        // Cut from the back, handing the tail's memory back each time, so the
-        // records are never held twice.
-        let mut parts = Vec::with_capacity(bounds.parts());
-        for (part, runs) in runs.into_iter().enumerate().rev() {
-            let memory = buf.split_off(at[part]);
-            buf.shrink_to_fit();
-            parts.push(Partition {
+        let mut parts: Vec<Partition<R>> = runs
+            .into_iter()
+            .enumerate()
+            .map(|(part, runs)| Partition {
                 dir: self.dir.clone(),
                 part,
                 runs,
-                memory,
-            });
+                memory: Vec::new(),
+                arena: Arc::clone(&arena),
+            })
+            .collect();
+        for (chunk, bucket) in buckets {
+            parts[bounds.part_of(chunk)].memory.push(bucket);
         }
-        parts.reverse();
         Ok(Partitioned { bounds, parts })
     }
 }
 
-/// A stream's sorted records, split into partitions that merge independently.
+/// A stream's records, split into partitions that sort and merge independently.
 pub struct Partitioned<R: StreamRecord> {
     pub bounds: Bounds,
     pub parts: Vec<Partition<R>>,
 }
 
-/// One partition's sorted runs on disk and sorted records in memory.
+/// One partition's sorted runs on disk and unsorted chunk buckets in memory.
 pub struct Partition<R: StreamRecord> {
     dir: PathBuf,
     part: usize,
     runs: Vec<PathBuf>,
-    memory: Vec<R>,
+    /// Buckets of its chunks, in chunk order.
+    memory: Vec<Bucket<R>>,
+    /// Samples of the held records (shared by the stream's partitions).
+    arena: Arc<Arena>,
 }
 
 impl<R: StreamRecord> Partition<R> {
@@ -252,8 +330,17 @@ impl<R: StreamRecord> Partition<R> {
         for path in &self.runs {
             sources.push(Box::new(ProductReader::<R>::open(path)?));
         }
+        let arena = Arc::clone(&self.arena);
+        let mut memory = std::mem::take(&mut self.memory);
+        // Chunks are in order, so sorting each is sorting them all.
+        for bucket in &mut memory {
+            bucket.sort_unstable_by(|x, y| R::cmp_held(x, y, &arena));
+        }
         sources.push(Box::new(
-            std::mem::take(&mut self.memory).into_iter().map(Ok),
+            memory
+                .into_iter()
+                .flatten()
+                .map(move |h| Ok(R::unhold(&h, &arena))),
         ));
         Ok((Merged::new(sources)?, passes))
     }
@@ -418,6 +505,7 @@ mod tests {
             expect.push(t);
             if i % 97 == 96 {
                 s.spill().unwrap();
+                assert_eq!(s.mem_bytes(), 0, "a spill frees the buffer");
             }
         }
         assert!(s.spill_count() > FAN_IN as u64);
@@ -461,12 +549,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chunk_ns = 1000;
         let mut s = ExternalSorter::<Attitude>::new(dir.path(), chunk_ns);
-        let mut expect: Vec<u64> = (0..20_000u64).map(|i| (i * 7919) % 20_000).collect();
+        // Equal times too, so the buckets' sort sees ties of obt_ns.
+        let mut expect: Vec<u64> = (0..20_000u64)
+            .map(|i| (i * 7919) % 20_000 / 2 * 2)
+            .collect();
         for &t in &expect {
             s.push(att(t));
         }
+        let held = s.mem_bytes();
+        assert!(held >= 20_000 * std::mem::size_of::<Attitude>(), "{held}");
         let (got, parts, passes) = drain(s.finish().unwrap(), chunk_ns);
-        assert_eq!((parts, passes), (20_000 / MIN_MEMORY_PART_RECORDS, 0));
+        assert!(parts > 10, "{parts} partitions");
+        assert_eq!(passes, 0);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
@@ -477,15 +571,29 @@ mod tests {
     }
 
     #[test]
-    fn bounds_cut_at_chunk_boundaries_and_never_split_a_chunk() {
-        // Every record in one chunk: one partition, however many records.
-        let same: Vec<Attitude> = (0..100_000).map(|i| att(5_000 + i % 7)).collect();
-        assert_eq!(Bounds::choose(&same, 1_000_000, 10).parts(), 1);
-        let spread: Vec<Attitude> = (0..100_000u64).map(att).collect();
-        let b = Bounds::choose(&spread, 1_000, 1_000);
+    fn bounds_split_record_counts_at_chunk_boundaries() {
+        // One chunk: one partition, however many records.
+        assert_eq!(
+            Bounds::from_counts([(7, 100_000)].into_iter(), 10).parts(),
+            1
+        );
+        // Even counts: MAX_PARTS partitions of (almost) equal size.
+        let even = (0..1000u64).map(|c| (c * 3, 100));
+        let b = Bounds::from_counts(even.clone(), 1_000);
         assert_eq!(b.parts(), MAX_PARTS);
         assert_eq!(b.part_of(0), 0);
-        assert_eq!(b.part_of(99), MAX_PARTS - 1);
+        assert_eq!(b.part_of(2997), MAX_PARTS - 1);
         assert_eq!(b.part_of(u64::MAX), MAX_PARTS - 1);
+        let mut sizes = vec![0; b.parts()];
+        for (c, n) in even {
+            sizes[b.part_of(c)] += n;
+        }
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(hi - lo <= 100, "{sizes:?}");
+        // Few records: fewer, larger partitions.
+        assert_eq!(
+            Bounds::from_counts((0..10u64).map(|c| (c, 100)), 300).parts(),
+            3
+        );
     }
 }
