@@ -35,7 +35,9 @@ use crate::attitude::{ATTITUDE_REACH_NS, AttitudeSeries};
 use crate::fit::fit_window;
 use crate::geometry::{Located, locate_window, transit_record};
 use meridian_core::Flag;
-use meridian_core::product::{ProductError, ProductWriter, read_all, write_file_atomic};
+use meridian_core::product::{
+    DEFAULT_ZSTD_LEVEL, ProductError, ProductWriter, read_all, write_file_atomic,
+};
 use meridian_core::records::{Attitude, Observation, Transit, Window};
 use meridian_core::stage::Progress;
 use meridian_core::time::NS_PER_S;
@@ -72,6 +74,13 @@ pub const BATCH_CHUNKS: usize = 64;
 const WRITERS: usize = 2;
 /// Windows fitted per parallel task inside a chunk.
 const FIT_BATCH: usize = 2048;
+/// zstd level of the observation products. Their records are mostly
+/// uncorrelated float bits, which the products' default level (−4) shrinks by
+/// only 10 % while costing ~10 % of the stage's CPU; at this level compression
+/// costs about a fifth of that for files ~8 % larger (measured on the 1 % day),
+/// and readers decompress them faster too. Transit products, which compress by
+/// a third, keep the default.
+pub const OBSERVATION_ZSTD_LEVEL: i32 = -50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
@@ -587,16 +596,17 @@ impl ChunkOutputs {
 
     fn write(&self, out_dir: &Path) -> Result<(), LocateError> {
         let (obs_path, tr_path) = output_paths(out_dir, self.start);
-        write_products(&obs_path, self.chunk.observations())?;
-        write_products(&tr_path, &self.transits)
+        write_products(&obs_path, self.chunk.observations(), OBSERVATION_ZSTD_LEVEL)?;
+        write_products(&tr_path, &self.transits, DEFAULT_ZSTD_LEVEL)
     }
 }
 
 fn write_products<'a, R: meridian_core::Record + 'a>(
     path: &Path,
     records: impl IntoIterator<Item = &'a R>,
+    level: i32,
 ) -> Result<(), LocateError> {
-    let mut w = ProductWriter::<R>::create(path)?;
+    let mut w = ProductWriter::<R>::with_level(path, level)?;
     for r in records {
         w.push(r)?;
     }
