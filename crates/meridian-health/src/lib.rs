@@ -8,6 +8,9 @@
 //!   that never report, contexts setting one kind of limits, run boundaries).
 //! * [`science`]: [`science_health`] per field of view per time bin (match rate,
 //!   along/across-scan residuals, along-scan outliers, flagged windows).
+//! * [`bounded`]: [`bounded::science_from_files`], science health straight from
+//!   the product files in memory bounded by a time bin and a batch of files
+//!   (the whole-day method as its reference and fallback).
 //! * [`dataflow`]: [`completeness_events`] per APID per hour.
 //! * [`report`]: status with monitoring-plugin exit codes, `report.json`, and the
 //!   Prometheus metrics (documented there); [`html`]: the self-contained report.
@@ -25,6 +28,7 @@
 //! carries an arrival time: ICD §2 gives delivery names and order no meaning and
 //! the decoder's reports hold none, so there is nothing to measure it against.
 
+pub mod bounded;
 pub mod dataflow;
 pub mod exact;
 pub mod hk;

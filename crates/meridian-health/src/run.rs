@@ -9,6 +9,16 @@
 //! `match` (other kinds are ignored; loose `hk` records are sorted by time).
 //! Products inside the output folder are never inputs.
 //!
+//! # Memory
+//!
+//! Housekeeping is read one ordered chunk at a time (its plotted series, one
+//! point per sample, is the one list that grows with the day: housekeeping
+//! rates do not grow with the sky). Science is read by [`crate::bounded`]: a
+//! batch of observation and transit files at a time in time order, joined with
+//! the match files by a merge on `transit_id`, each time bin finished as soon as
+//! no later file can reach it, so it holds a few bins and a batch of files, not
+//! the day (with the whole-day method as its fallback for inputs out of order).
+//!
 //! # Outputs (all written atomically; the state file last, as the commit point)
 //!
 //! ```text
@@ -29,13 +39,14 @@
 //! inputs (a re-run after a crash or by hand) starts again from the *before*
 //! state, so it writes the same products byte for byte.
 
+use crate::bounded::{BoundedOptions, BoundedStats, science_from_files};
 use crate::dataflow::{DataFlowConfig, completeness_events};
 use crate::hk::{CheckerState, HkChecker, sort_events};
 use crate::html::{HkSeries, render};
 use crate::report::{HealthReport, HkReport};
-use crate::science::{ScienceAccumulator, ScienceConfig};
+use crate::science::ScienceConfig;
 use meridian_core::product::{self, ProductError, ProductReader, read_header, write_file_atomic};
-use meridian_core::records::{HealthEvent, Hk, Match, Observation, Record, RecordKind, Transit};
+use meridian_core::records::{HealthEvent, Hk, Record, RecordKind};
 use meridian_order::{HourCompleteness, Manifest, Stream};
 use meridian_telemetry::{MissionDb, MissionDbError};
 use serde::{Deserialize, Serialize};
@@ -199,31 +210,6 @@ fn read_kind<R: Record>(paths: &[PathBuf]) -> Result<Vec<R>, HealthError> {
     Ok(out)
 }
 
-/// Streams every observation file into science accumulators, files in parallel
-/// (nine observations per transit make this the health stage's largest input).
-fn observation_health<'c>(
-    paths: &[PathBuf],
-    cfg: &'c ScienceConfig,
-) -> Result<ScienceAccumulator<'c>, HealthError> {
-    use rayon::prelude::*;
-    paths
-        .par_iter()
-        .map(|path| {
-            let mut acc = ScienceAccumulator::new(cfg);
-            for o in ProductReader::<Observation>::open(path)? {
-                acc.add_observation(&o?);
-            }
-            Ok(acc)
-        })
-        .try_reduce(
-            || ScienceAccumulator::new(cfg),
-            |mut a, b| {
-                a.merge(b);
-                Ok(a)
-            },
-        )
-}
-
 fn load_state(path: &Path) -> Result<Option<StateFile>, HealthError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -283,10 +269,18 @@ pub struct RunOutcome {
     /// Housekeeping records skipped because an earlier run checked them.
     pub already_checked: u64,
     pub resumed: bool,
+    /// How the science pass went (what it held at most, any fallback).
+    pub science: BoundedStats,
 }
 
-/// Runs everything (see the module docs).
+/// Runs everything (see the module docs), science in the default bounded memory.
 pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
+    run_with(opts, BoundedOptions::default())
+}
+
+/// [`run`] with the science pass's batch of files in flight set by `bounded`
+/// (the outputs do not depend on it).
+pub fn run_with(opts: &RunOptions, bounded: BoundedOptions) -> Result<RunOutcome, HealthError> {
     let db = MissionDb::load(&opts.db)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| input_error(&opts.out, e.to_string()))?;
     let inputs = discover(&opts.inputs, &opts.out)?;
@@ -344,15 +338,14 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
     let already_checked = pass.already_checked;
     let hk = pass.checker.finish();
 
-    let (transits, matches) = rayon::join(
-        || read_kind::<Transit>(&inputs.transits),
-        || read_kind::<Match>(&inputs.matches),
-    );
-    let (transits, matches) = (transits?, matches?);
-    let mut science = observation_health(&inputs.observations, &opts.config.science)?;
-    science.add_transits(&transits, &matches);
-    drop(matches);
-    let science = science.finish();
+    let (science, science_stats) = science_from_files(
+        &inputs.observations,
+        &inputs.transits,
+        &inputs.matches,
+        &opts.config.science,
+        bounded,
+    )?;
+    tracing::debug!(?science_stats, "science health read");
     let dataflow = completeness_events(&inputs.completeness, &opts.config.dataflow);
 
     let mut events: Vec<HealthEvent> = hk.events();
@@ -360,7 +353,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
     events.extend(dataflow);
     sort_events(&mut events);
     let mut not_evaluated = Vec::new();
-    if transits.is_empty() {
+    if science_stats.transits == 0 {
         not_evaluated.push("science (no transit products)".to_owned());
     }
     if inputs.completeness.is_empty() {
@@ -392,6 +385,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, HealthError> {
         report,
         already_checked,
         resumed,
+        science: science_stats,
     })
 }
 

@@ -262,40 +262,49 @@ impl<'c> ScienceAccumulator<'c> {
         }
     }
 
-    /// Adds transits with their match records (joined on `transit_id`).
+    /// Adds transits with their match records (joined on `transit_id`; of
+    /// several match records of one transit the last counts).
     pub fn add_transits(&mut self, transits: &[Transit], matches: &[Match]) {
-        let cfg = self.cfg;
         let by_id: HashMap<u64, &Match> = matches.iter().map(|m| (m.transit_id, m)).collect();
         for t in transits {
-            let a = self
-                .acc
-                .entry((t.fov, t.t_obs_ns / self.bin_ns))
-                .or_default();
-            a.transits += 1;
-            let (Some(ra), Some(dec)) = (t.ra, t.dec) else {
-                continue;
+            let matched = match (t.ra, t.dec) {
+                (Some(_), Some(_)) => by_id.get(&t.transit_id).and_then(|m| catalogue_position(m)),
+                _ => None,
             };
-            a.positioned += 1;
-            let Some(m) = by_id.get(&t.transit_id) else {
-                continue;
-            };
-            let (Some(_), Some(ra_c), Some(dec_c)) = (m.source_id, m.ra_cat, m.dec_cat) else {
-                continue;
-            };
-            a.matched += 1;
-            let Some(pa) = t.scan_pa_deg else {
-                continue;
-            };
-            let (al, ac) = residual_al_ac_mas(ra, dec, ra_c, dec_c, pa);
-            let limit = cfg
-                .outlier_floor_mas
-                .max(t.sigma_al_mas.unwrap_or(0.0) * cfg.outlier_sigma);
-            if al.abs() > limit {
-                a.outliers += 1;
-            }
-            a.al.push(al);
-            a.ac.push(ac);
+            self.add_transit(t, matched);
         }
+    }
+
+    /// Adds one transit; `matched` is the catalogue position of its match
+    /// ([`catalogue_position`] of its match record), None when it has no match
+    /// record or is unmatched.
+    pub fn add_transit(&mut self, t: &Transit, matched: Option<(f64, f64)>) {
+        let cfg = self.cfg;
+        let a = self
+            .acc
+            .entry((t.fov, t.t_obs_ns / self.bin_ns))
+            .or_default();
+        a.transits += 1;
+        let (Some(ra), Some(dec)) = (t.ra, t.dec) else {
+            return;
+        };
+        a.positioned += 1;
+        let Some((ra_c, dec_c)) = matched else {
+            return;
+        };
+        a.matched += 1;
+        let Some(pa) = t.scan_pa_deg else {
+            return;
+        };
+        let (al, ac) = residual_al_ac_mas(ra, dec, ra_c, dec_c, pa);
+        let limit = cfg
+            .outlier_floor_mas
+            .max(t.sigma_al_mas.unwrap_or(0.0) * cfg.outlier_sigma);
+        if al.abs() > limit {
+            a.outliers += 1;
+        }
+        a.al.push(al);
+        a.ac.push(ac);
     }
 
     pub fn add_observation(&mut self, o: &Observation) {
@@ -328,34 +337,87 @@ impl<'c> ScienceAccumulator<'c> {
         }
     }
 
+    /// Bins accumulated so far (each field of view and time bin counts once).
+    pub fn open_bins(&self) -> usize {
+        self.acc.len()
+    }
+
+    /// `(fov, start_obt_ns)` of every bin accumulated so far.
+    pub fn bin_keys(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.acc.keys().map(|&(fov, k)| (fov, k * self.bin_ns))
+    }
+
+    /// Takes out the bins that end at or before `end_ns`, finished (medians
+    /// taken, their values freed): for a caller that knows no later input can
+    /// fall into them.
+    pub fn finish_bins_ending_by(&mut self, end_ns: u64) -> Vec<ScienceBin> {
+        let bin_ns = self.bin_ns;
+        let ended: Vec<(u8, u64)> = self
+            .acc
+            .keys()
+            .filter(|(_, k)| (k + 1).saturating_mul(bin_ns) <= end_ns)
+            .copied()
+            .collect();
+        ended
+            .into_iter()
+            .map(|key| {
+                let a = self.acc.remove(&key).expect("key just listed");
+                a.into_bin(key, bin_ns)
+            })
+            .collect()
+    }
+
     /// The bins and their events.
     pub fn finish(self) -> ScienceHealth {
-        let (cfg, bin_ns, acc) = (self.cfg, self.bin_ns, self.acc);
+        self.finish_with(Vec::new())
+    }
+
+    /// The bins and their events, with `finished` (bins taken out earlier by
+    /// [`Self::finish_bins_ending_by`]) among them, in (fov, time) order.
+    pub fn finish_with(self, mut finished: Vec<ScienceBin>) -> ScienceHealth {
+        let (cfg, bin_ns) = (self.cfg, self.bin_ns);
+        finished.extend(self.acc.into_iter().map(|(key, a)| a.into_bin(key, bin_ns)));
+        finished.sort_by_key(|b| (b.fov, b.start_obt_ns));
+        let events = science_events(&finished, cfg);
+        ScienceHealth {
+            bins: finished,
+            events,
+        }
+    }
+}
+
+impl Acc {
+    fn into_bin(mut self, (fov, k): (u8, u64), bin_ns: u64) -> ScienceBin {
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-        let bins: Vec<ScienceBin> = acc
-            .into_iter()
-            .map(|((fov, k), mut a)| ScienceBin {
-                fov,
-                start_obt_ns: k * bin_ns,
-                end_obt_ns: (k + 1).saturating_mul(bin_ns),
-                transits: a.transits,
-                positioned: a.positioned,
-                matched: a.matched,
-                match_rate: ratio(a.matched, a.positioned),
-                median_al_mas: median_of(&mut a.al),
-                median_ac_mas: median_of(&mut a.ac),
-                al_outliers: a.outliers,
-                al_outlier_fraction: ratio(a.outliers, a.al.len() as u64),
-                windows: a.windows,
-                flagged_windows: a.flagged,
-                flagged_fraction: ratio(a.flagged, a.windows),
-                median_background: median_of(
-                    &mut a.background.iter().map(|&b| b as f64).collect::<Vec<_>>(),
-                ),
-            })
-            .collect();
-        let events = science_events(&bins, cfg);
-        ScienceHealth { bins, events }
+        let mut background: Vec<f64> = self.background.iter().map(|&b| b as f64).collect();
+        // Freed before the background copy is searched: a bin's peak is one list.
+        self.background = Vec::new();
+        ScienceBin {
+            fov,
+            start_obt_ns: k * bin_ns,
+            end_obt_ns: (k + 1).saturating_mul(bin_ns),
+            transits: self.transits,
+            positioned: self.positioned,
+            matched: self.matched,
+            match_rate: ratio(self.matched, self.positioned),
+            median_al_mas: median_of(&mut self.al),
+            median_ac_mas: median_of(&mut self.ac),
+            al_outliers: self.outliers,
+            al_outlier_fraction: ratio(self.outliers, self.al.len() as u64),
+            windows: self.windows,
+            flagged_windows: self.flagged,
+            flagged_fraction: ratio(self.flagged, self.windows),
+            median_background: median_of(&mut background),
+        }
+    }
+}
+
+/// The catalogue position a match record gives its transit: Some only for a
+/// matched transit whose record carries the propagated position.
+pub fn catalogue_position(m: &Match) -> Option<(f64, f64)> {
+    match (m.source_id, m.ra_cat, m.dec_cat) {
+        (Some(_), Some(ra), Some(dec)) => Some((ra, dec)),
+        _ => None,
     }
 }
 
