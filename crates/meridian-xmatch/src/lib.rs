@@ -39,6 +39,7 @@ pub mod matcher;
 pub mod newsource;
 pub mod propagate;
 pub mod run;
+mod separations;
 mod spill;
 pub mod stream;
 

@@ -51,6 +51,7 @@ impl Keyed for Transit {
 pub struct SpillDir {
     dir: PathBuf,
     next_segment: u64,
+    created: bool,
 }
 
 impl SpillDir {
@@ -61,17 +62,13 @@ impl SpillDir {
         Ok(Self {
             dir,
             next_segment: 0,
+            created: false,
         })
     }
 
     /// Writes one sorted run as segment files; returns their paths in order.
     pub fn write_run<R: Record>(&mut self, records: &[R]) -> Result<Vec<PathBuf>, RunError> {
-        if self.next_segment == 0 {
-            std::fs::create_dir_all(&self.dir).map_err(|source| RunError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-        }
+        self.ensure_dir()?;
         let mut segments = Vec::new();
         for chunk in records.chunks(SEGMENT_RECORDS) {
             let path = self.dir.join(format!(
@@ -88,6 +85,23 @@ impl SpillDir {
             segments.push(path);
         }
         Ok(segments)
+    }
+
+    /// A path for a scratch file of this name in the folder (created if needed).
+    pub fn scratch_path(&mut self, name: &str) -> Result<PathBuf, RunError> {
+        self.ensure_dir()?;
+        Ok(self.dir.join(name))
+    }
+
+    fn ensure_dir(&mut self) -> Result<(), RunError> {
+        if !self.created {
+            std::fs::create_dir_all(&self.dir).map_err(|source| RunError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            self.created = true;
+        }
+        Ok(())
     }
 
     /// The scratch folder's path.

@@ -47,6 +47,7 @@ use crate::run::{
     MATCH_FILE, PARTIAL_INFO_FILE, PARTIAL_MATCHED_FILE, PARTIAL_UNMATCHED_FILE, PartialInfo,
     ReadCounts, Region, RunError, RunOptions, SUMMARY_FILE, XmatchSummary,
 };
+use crate::separations::Separations;
 use crate::spill::{Keyed, Merge, RunSource, SpillDir, file_run, memory_run};
 use meridian_core::product::{ProductReader, ProductWriter};
 use meridian_core::records::{Match, Record, Transit};
@@ -83,25 +84,32 @@ pub fn run_whole(
     prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
     let matcher = Matcher::new(index, opts.radius_arcsec)?;
     let mut spill = SpillDir::new(out)?;
-    let mut seps = SepHistogram::default();
+    let mut seps = Separations::default();
     let mut unmatched = Vec::new();
-    let (runs, _, counts) = match_and_spill(files, opts, progress, &mut spill, |batch| {
-        let outcome = matcher.match_batch(&batch);
-        drop(batch);
-        seps.add_records(&outcome.matched);
-        unmatched.extend(outcome.unmatched);
-        BatchRecords {
-            matched: outcome.matched,
-            unmatched: Vec::new(),
-        }
-    })?;
+    let batches = match_and_spill(
+        files,
+        opts,
+        progress,
+        &mut spill,
+        Some(&mut seps),
+        |batch| {
+            let outcome = matcher.match_batch(&batch);
+            drop(batch);
+            unmatched.extend(outcome.unmatched);
+            BatchRecords {
+                matched: outcome.matched,
+                unmatched: Vec::new(),
+            }
+        },
+    );
+    let (runs, _, counts) = batches?;
     let info = PartialInfo {
         radius_arcsec: opts.radius_arcsec,
         region: None,
         transits_read: counts.read,
         transits_without_position: counts.without_position,
     };
-    write_final_streaming(out, &[info], runs, unmatched, &seps)
+    write_final_streaming(out, &[info], runs, unmatched, seps)
 }
 
 /// Matches the transits of `files` in `opts.region` and writes the partial
@@ -131,7 +139,7 @@ pub fn run_region(
     let matcher = Matcher::new(index, opts.radius_arcsec)?;
     let mut spill = SpillDir::new(out)?;
     let (matched, unmatched, counts) =
-        match_and_spill(files, opts, progress, &mut spill, |batch| {
+        match_and_spill(files, opts, progress, &mut spill, None, |batch| {
             let outcome = matcher.match_batch(&batch);
             let mut ids: Vec<u64> = outcome.unmatched.iter().map(|t| t.transit_id).collect();
             ids.sort_unstable();
@@ -174,11 +182,16 @@ pub fn merge_to_dir(parts: &[PathBuf], out: &Path) -> Result<XmatchSummary, RunE
         .collect::<Result<Vec<_>, _>>()?;
     crate::run::common_radius(&infos)?;
     prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
-    // A first pass over the matched records for the separation histogram.
-    let mut seps = SepHistogram::default();
+    // A first pass over the matched records for their separations.
+    let mut spill = SpillDir::new(out)?;
+    let mut seps = Separations::default();
     for part in parts {
-        for record in ProductReader::<Match>::open(part.join(PARTIAL_MATCHED_FILE))? {
-            seps.add(record?.sep_mas);
+        let mut failed = None;
+        let records = ProductReader::<Match>::open(part.join(PARTIAL_MATCHED_FILE))?;
+        let values = records.map_while(|r| r.map_err(|e| failed = Some(e)).ok());
+        seps.add_spilled(&mut spill, values.filter_map(|m| m.sep_mas))?;
+        if let Some(e) = failed {
+            return Err(e.into());
         }
     }
     let mut unmatched = Vec::new();
@@ -191,7 +204,7 @@ pub fn merge_to_dir(parts: &[PathBuf], out: &Path) -> Result<XmatchSummary, RunE
         .iter()
         .map(|p| file_run(vec![p.join(PARTIAL_MATCHED_FILE)], false))
         .collect();
-    write_final_streaming(out, &infos, runs, unmatched, &seps)
+    write_final_streaming(out, &infos, runs, unmatched, seps)
 }
 
 /// Creates `out` and clears what an earlier, killed run may have left: the
@@ -246,6 +259,7 @@ fn match_and_spill(
     opts: &RunOptions,
     progress: &dyn Progress,
     spill: &mut SpillDir,
+    mut seps: Option<&mut Separations>,
     mut per_batch: impl FnMut(Vec<Transit>) -> BatchRecords,
 ) -> Result<(Runs<Match>, Runs<Transit>, ReadCounts), RunError> {
     let mut latest: Option<BatchRecords> = None;
@@ -253,9 +267,14 @@ fn match_and_spill(
         let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel(0);
         let reader = scope.spawn(move || crate::run::read_batches(files, opts, progress, batch_tx));
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<BatchRecords>(0);
+        let spill_seps = seps.as_deref_mut();
         let writer = scope.spawn(move || {
             let mut runs = Vec::new();
+            let mut spill_seps = spill_seps;
             for job in job_rx {
+                if let Some(seps) = spill_seps.as_deref_mut() {
+                    seps.add_spilled(spill, job.matched.iter().filter_map(|m| m.sep_mas))?;
+                }
                 let matched = spill.write_run(&job.matched)?;
                 drop(job.matched);
                 runs.push((matched, spill.write_run(&job.unmatched)?));
@@ -282,6 +301,9 @@ fn match_and_spill(
         unmatched.push(file_run(u, true));
     }
     if let Some(last) = latest {
+        if let Some(seps) = seps {
+            seps.add_kept(last.matched.iter().filter_map(|m| m.sep_mas));
+        }
         matched.push(memory_run(last.matched));
         unmatched.push(memory_run(last.unmatched));
     }
@@ -312,7 +334,7 @@ fn write_final_streaming(
     infos: &[PartialInfo],
     mut runs: Runs<Match>,
     unmatched: Vec<TransitPos>,
-    seps: &SepHistogram,
+    mut seps: Separations,
 ) -> Result<XmatchSummary, RunError> {
     let radius_arcsec = infos
         .first()
@@ -335,7 +357,9 @@ fn write_final_streaming(
             dec_cat: None,
         })
     })));
-    let mut pass = SummaryPass::new(seps);
+    let quantiles = (seps.quantile(0.5)?, seps.quantile(0.9)?);
+    drop(seps);
+    let mut pass = SummaryPass::new();
     let mut writer = ProductWriter::<Match>::create(out.join(MATCH_FILE))?;
     let mut last_id = None;
     for record in Merge::new(runs)? {
@@ -351,11 +375,13 @@ fn write_final_streaming(
     writer.finish()?;
     let mut regions: Vec<String> = infos.iter().filter_map(|i| i.region.clone()).collect();
     regions.sort();
+    let read = infos.iter().map(|i| i.transits_read).sum();
+    let no_pos = infos.iter().map(|i| i.transits_without_position).sum();
     let summary = pass.finish(
         radius_arcsec,
         regions,
-        infos.iter().map(|i| i.transits_read).sum(),
-        infos.iter().map(|i| i.transits_without_position).sum(),
+        (read, no_pos),
+        quantiles,
         group_sizes,
     );
     crate::run::write_json(&out.join(SUMMARY_FILE), &summary)?;
@@ -374,108 +400,6 @@ fn group_sizes(mut names: Vec<u64>) -> (u64, BTreeMap<u64, u64>) {
     (groups, sizes)
 }
 
-/// Bits of a separation's order key that pick its histogram bucket: sign,
-/// exponent and 8 mantissa bits, so a bucket spans 1/256 of an octave.
-const SEP_BUCKET_BITS: u32 = 20;
-
-/// A key whose unsigned order is `f64::total_cmp`'s order.
-fn order_key(x: f64) -> u64 {
-    let bits = x.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
-}
-
-fn from_order_key(key: u64) -> f64 {
-    f64::from_bits(if key >> 63 == 1 {
-        key & !(1 << 63)
-    } else {
-        !key
-    })
-}
-
-fn sep_bucket(key: u64) -> usize {
-    (key >> (64 - SEP_BUCKET_BITS)) as usize
-}
-
-/// How many best-match separations fall in each bucket (module docs).
-#[derive(Default)]
-struct SepHistogram {
-    counts: Vec<u64>,
-    total: u64,
-}
-
-impl SepHistogram {
-    fn add(&mut self, sep: Option<f64>) {
-        if let Some(sep) = sep {
-            if self.counts.is_empty() {
-                self.counts = vec![0; 1 << SEP_BUCKET_BITS];
-            }
-            self.counts[sep_bucket(order_key(sep))] += 1;
-            self.total += 1;
-        }
-    }
-
-    fn add_records(&mut self, records: &[Match]) {
-        for m in records {
-            self.add(m.sep_mas);
-        }
-    }
-
-    /// The bucket holding rank `rank` (0-based, in total_cmp order) and the
-    /// rank within it.
-    fn locate(&self, rank: u64) -> (usize, u64) {
-        let mut below = 0;
-        for (bucket, &n) in self.counts.iter().enumerate() {
-            if rank < below + n {
-                return (bucket, rank - below);
-            }
-            below += n;
-        }
-        (usize::MAX, 0)
-    }
-}
-
-/// One wanted quantile: its bucket, rank within it, and the bucket's values
-/// seen so far (order key → count).
-struct Quantile {
-    bucket: usize,
-    rank_in_bucket: u64,
-    values: BTreeMap<u64, u64>,
-}
-
-impl Quantile {
-    /// Ranks as `summarise` takes them: `round((n − 1) q)` of the sorted values.
-    fn new(seps: &SepHistogram, q: f64) -> Option<Self> {
-        let rank = ((seps.total.checked_sub(1)?) as f64 * q).round() as u64;
-        let (bucket, rank_in_bucket) = seps.locate(rank);
-        Some(Self {
-            bucket,
-            rank_in_bucket,
-            values: BTreeMap::new(),
-        })
-    }
-
-    fn offer(&mut self, key: u64) {
-        if sep_bucket(key) == self.bucket {
-            *self.values.entry(key).or_insert(0) += 1;
-        }
-    }
-
-    fn value(&self) -> Option<f64> {
-        let mut below = 0;
-        for (&key, &n) in &self.values {
-            below += n;
-            if self.rank_in_bucket < below {
-                return Some(from_order_key(key));
-            }
-        }
-        None
-    }
-}
-
 /// Candidate-count histogram below this size is a plain array (the merge
 /// pass counts every record, one thread).
 const DENSE_CANDIDATES: usize = 64;
@@ -487,20 +411,16 @@ struct SummaryPass {
     records: u64,
     matched: u64,
     ambiguous: u64,
-    median: Option<Quantile>,
-    p90: Option<Quantile>,
 }
 
 impl SummaryPass {
-    fn new(seps: &SepHistogram) -> Self {
+    fn new() -> Self {
         Self {
             dense: [0; DENSE_CANDIDATES],
             sparse: BTreeMap::new(),
             records: 0,
             matched: 0,
             ambiguous: 0,
-            median: Quantile::new(seps, 0.5),
-            p90: Quantile::new(seps, 0.9),
         }
     }
 
@@ -512,21 +432,15 @@ impl SummaryPass {
         }
         self.records += 1;
         self.ambiguous += u64::from(n > 1);
-        if let Some(sep) = m.sep_mas {
-            self.matched += 1;
-            let key = order_key(sep);
-            for q in [&mut self.median, &mut self.p90].into_iter().flatten() {
-                q.offer(key);
-            }
-        }
+        self.matched += u64::from(m.sep_mas.is_some());
     }
 
     fn finish(
         self,
         radius_arcsec: f64,
         regions: Vec<String>,
-        read: u64,
-        no_pos: u64,
+        (read, no_pos): (u64, u64),
+        (sep_mas_median, sep_mas_p90): (Option<f64>, Option<f64>),
         (new_source_groups, new_source_group_sizes): (u64, BTreeMap<u64, u64>),
     ) -> XmatchSummary {
         let mut hist = self.sparse;
@@ -545,66 +459,10 @@ impl SummaryPass {
             match_rate: (self.records > 0).then(|| self.matched as f64 / self.records as f64),
             candidates_histogram: hist,
             ambiguous_transits: self.ambiguous,
-            sep_mas_median: self.median.as_ref().and_then(Quantile::value),
-            sep_mas_p90: self.p90.as_ref().and_then(Quantile::value),
+            sep_mas_median,
+            sep_mas_p90,
             new_source_groups,
             new_source_group_sizes,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_key_orders_as_total_cmp_and_inverts() {
-        let xs = [
-            -1e300,
-            -2.5,
-            -0.0,
-            0.0,
-            1e-310,
-            0.5,
-            3.0,
-            1e300,
-            f64::INFINITY,
-        ];
-        for w in xs.windows(2) {
-            assert!(order_key(w[0]) < order_key(w[1]), "{w:?}");
-        }
-        for x in xs {
-            assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
-        }
-    }
-
-    /// The two-pass quantile equals sorting every value and taking the rank,
-    /// with many equal values and values spread over many buckets.
-    #[test]
-    fn quantiles_equal_the_sorted_rank() {
-        let mut state = 7u64;
-        for n in [1usize, 2, 3, 10, 1000, 5000] {
-            let values: Vec<f64> = (0..n)
-                .map(|i| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    if i % 3 == 0 {
-                        12.5
-                    } else {
-                        (state >> 11) as f64 / (1u64 << 53) as f64 * 1000.0
-                    }
-                })
-                .collect();
-            let mut hist = SepHistogram::default();
-            values.iter().for_each(|&v| hist.add(Some(v)));
-            let mut sorted = values.clone();
-            sorted.sort_by(f64::total_cmp);
-            for q in [0.0, 0.5, 0.9, 1.0] {
-                let mut quantile = Quantile::new(&hist, q).unwrap();
-                values.iter().for_each(|&v| quantile.offer(order_key(v)));
-                let want = sorted[((n - 1) as f64 * q).round() as usize];
-                assert_eq!(quantile.value(), Some(want), "n {n} q {q}");
-            }
-        }
-        assert!(Quantile::new(&SepHistogram::default(), 0.5).is_none());
     }
 }
