@@ -86,6 +86,7 @@
 pub mod error;
 pub mod gaps;
 pub mod manifest;
+mod read;
 pub mod record;
 pub mod run;
 pub mod sort;

@@ -30,6 +30,8 @@ pub trait StreamRecord: Record + Clone + Sync {
     fn hold(self, arena: &mut Arena) -> Self::Held;
     /// The record back from its held form.
     fn unhold(held: &Self::Held, arena: &[u16]) -> Self;
+    /// Moves a held record from one arena to another.
+    fn rehold(held: Self::Held, from: &[u16], to: &mut Arena) -> Self::Held;
     /// `obt_ns` of a held record.
     fn held_obt_ns(held: &Self::Held) -> u64;
     /// [`StreamRecord::cmp_total`] of the records, on their held forms.
@@ -40,6 +42,18 @@ pub trait StreamRecord: Record + Clone + Sync {
 
 /// Variable-length parts of held records, end to end.
 pub type Arena = Vec<u16>;
+
+/// Appends samples to an arena, growing it by a quarter rather than doubling
+/// once large: unused capacity counts against the memory budget. (Large
+/// buffers are grown in place by the allocator, so this copies little.)
+fn arena_append(arena: &mut Arena, samples: &[u16]) -> u64 {
+    if arena.capacity() - arena.len() < samples.len() {
+        arena.reserve_exact((arena.capacity() / 4).max(samples.len()).max(1024));
+    }
+    let at = arena.len() as u64;
+    arena.extend_from_slice(samples);
+    at
+}
 
 /// A window as the sorter holds it: its samples are `arena[samples_at..][..k]`.
 #[derive(Debug, Clone)]
@@ -74,6 +88,9 @@ macro_rules! held_as_itself {
         }
         fn unhold(held: &Self, _arena: &[u16]) -> Self {
             held.clone()
+        }
+        fn rehold(held: Self, _from: &[u16], _to: &mut Arena) -> Self {
+            held
         }
         fn held_obt_ns(held: &Self) -> u64 {
             held.obt_ns
@@ -126,8 +143,7 @@ impl StreamRecord for Window {
 
     type Held = HeldWindow;
     fn hold(self, arena: &mut Arena) -> HeldWindow {
-        let samples_at = arena.len() as u64;
-        arena.extend_from_slice(&self.samples);
+        let samples_at = arena_append(arena, &self.samples);
         HeldWindow {
             obt_ns: self.obt_ns,
             transit_id: self.transit_id,
@@ -156,6 +172,12 @@ impl StreamRecord for Window {
             seq: h.seq,
             packet_obt_ns: h.packet_obt_ns,
             packet_hash: h.packet_hash,
+        }
+    }
+    fn rehold(h: HeldWindow, from: &[u16], to: &mut Arena) -> HeldWindow {
+        HeldWindow {
+            samples_at: arena_append(to, h.samples(from)),
+            ..h
         }
     }
     fn held_obt_ns(h: &HeldWindow) -> u64 {
@@ -332,6 +354,9 @@ mod tests {
         let mut reach_samples = 0;
         for (i, (a, ha)) in windows.iter().zip(&held).enumerate() {
             assert_eq!(&Window::unhold(ha, &arena), a);
+            let mut other = vec![7u16; 3];
+            let moved = Window::rehold(ha.clone(), &arena, &mut other);
+            assert_eq!(&Window::unhold(&moved, &other), a, "moved to another arena");
             assert_eq!(Window::held_obt_ns(ha), a.obt_ns);
             for (b, hb) in windows.iter().zip(&held).skip(i + 1) {
                 assert_eq!(

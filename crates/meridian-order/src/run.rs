@@ -4,21 +4,22 @@
 use crate::error::OrderError;
 use crate::gaps::{self, AmbiguousGap};
 use crate::manifest::{ChunkEntry, ChunkStatus, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, Stream};
-use crate::record::{StreamRecord, primitive_root};
+use crate::read::{self, Message, PacketBatch, PacketSpan};
+use crate::record::StreamRecord;
 use crate::sort::{ExternalSorter, Partition};
 use crate::state::{self, DeliveryId, PacketKey, State, Variant, delivery_name};
+use meridian_core::ProductReader;
 use meridian_core::product::write_file_atomic;
 use meridian_core::records::{Attitude, Gap, Hk, Window};
 pub use meridian_core::stage::{NoProgress, Progress};
 use meridian_core::time::NS_PER_S;
-use meridian_core::{ProductError, ProductReader};
 use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 use serde::Serialize;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -243,11 +244,17 @@ pub fn order(opts: &Options, progress: &dyn Progress) -> Result<RunSummary, Orde
     let mut a = StreamWork::<Attitude>::new(&tmp, opts.chunk_ns);
     let mut h = StreamWork::<Hk>::new(&tmp, opts.chunk_ns);
     progress.phase("deliveries", new.len() as u64);
-    // A reader thread decodes the deliveries' files while this one merges them.
+    // Reader threads decode the deliveries' files while this one indexes
+    // their packets.
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let new = &new;
-        scope.spawn(move || produce(new, tx));
+        let readers = reader_threads();
+        let (tx, rx) = std::sync::mpsc::sync_channel(2 * readers + 2);
+        for _ in 0..readers {
+            let (tx, new, next) = (tx.clone(), &new, &next);
+            scope.spawn(move || read::reader(new, next, tx));
+        }
+        drop(tx);
         consume(&mut ctx, &rx, &mut w, &mut a, &mut h, progress)
     })?;
     tracing::debug!(
@@ -395,151 +402,62 @@ fn list_deliveries(input: &Path) -> Result<Listing, OrderError> {
     Ok(listing)
 }
 
-/// A delivery's stream products, opened and verified (header, length, checksum)
-/// before any of its records is used.
-struct Inputs {
-    window: ProductReader<Window>,
-    attitude: ProductReader<Attitude>,
-    hk: ProductReader<Hk>,
-    bytes: u64,
+/// Reader threads: one per compute thread, as decoding is most of a
+/// delivery's cost and the packet index keeps up with several of them.
+fn reader_threads() -> usize {
+    rayon::current_num_threads().max(1)
 }
 
-impl Inputs {
-    fn open(dir: &Path) -> Result<Inputs, ProductError> {
-        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let (wp, ap, hp) = (
-            dir.join("window.mprod"),
-            dir.join("attitude.mprod"),
-            dir.join("hk.mprod"),
-        );
-        Ok(Inputs {
-            window: ProductReader::open(&wp)?,
-            attitude: ProductReader::open(&ap)?,
-            hk: ProductReader::open(&hp)?,
-            bytes: size(&wp) + size(&ap) + size(&hp),
-        })
-    }
-}
-
-/// Records per message from the reader thread.
-const BATCH: usize = 2048;
-
-/// What the reader thread sends, in delivery order.
-enum Batch {
-    /// A delivery whose files opened and verified; its three streams follow.
-    Opened(DeliveryId, u64),
-    /// A delivery that cannot be read: skipped.
-    Failed(DeliveryId, ProductError),
-    Window(Vec<Window>),
-    Attitude(Vec<Attitude>),
-    Hk(Vec<Hk>),
-    /// The current stream file is exhausted.
-    StreamEnd,
-    /// A record failed to decode inside a verified file: the run stops.
-    Error(ProductError),
-}
-
-/// The three stream kinds travel in [`Batch`]es.
-trait Batched: StreamRecord {
-    fn wrap(v: Vec<Self>) -> Batch;
-    fn unwrap(b: Batch) -> Result<Vec<Self>, Batch>;
-}
-
-macro_rules! batched {
-    ($t:ty, $v:ident) => {
-        impl Batched for $t {
-            fn wrap(v: Vec<Self>) -> Batch {
-                Batch::$v(v)
-            }
-            fn unwrap(b: Batch) -> Result<Vec<Self>, Batch> {
-                match b {
-                    Batch::$v(v) => Ok(v),
-                    other => Err(other),
-                }
-            }
-        }
-    };
-}
-batched!(Window, Window);
-batched!(Attitude, Attitude);
-batched!(Hk, Hk);
-
-/// The reader thread: opens each new delivery and streams its records. Stops
-/// when the merging side hangs up.
-fn produce(new: &[(DeliveryId, PathBuf)], tx: SyncSender<Batch>) {
-    for (id, dir) in new {
-        let sent = match Inputs::open(dir) {
-            Err(e) => tx.send(Batch::Failed(*id, e)).is_ok(),
-            Ok(inputs) => {
-                tx.send(Batch::Opened(*id, inputs.bytes)).is_ok()
-                    && send_stream(&tx, inputs.window)
-                    && send_stream(&tx, inputs.attitude)
-                    && send_stream(&tx, inputs.hk)
-            }
-        };
-        if !sent {
-            return;
-        }
-    }
-}
-
-fn send_stream<R: Batched>(tx: &SyncSender<Batch>, reader: ProductReader<R>) -> bool {
-    let mut batch = Vec::with_capacity(BATCH);
-    for record in reader {
-        match record {
-            Ok(r) => batch.push(r),
-            Err(e) => {
-                let _ = tx.send(Batch::Error(e));
-                return false;
-            }
-        }
-        if batch.len() == BATCH && tx.send(R::wrap(std::mem::take(&mut batch))).is_err() {
-            return false;
-        }
-    }
-    (batch.is_empty() || tx.send(R::wrap(batch)).is_ok()) && tx.send(Batch::StreamEnd).is_ok()
-}
-
-/// The merging side: accepts deliveries in the order the reader sends them.
+/// The indexing side: takes the readers' batches as they come.
 fn consume(
     ctx: &mut Ctx,
-    rx: &Receiver<Batch>,
+    rx: &Receiver<Message>,
     w: &mut StreamWork<Window>,
     a: &mut StreamWork<Attitude>,
     h: &mut StreamWork<Hk>,
     progress: &dyn Progress,
 ) -> Result<(), OrderError> {
-    while let Ok(batch) = rx.recv() {
-        match batch {
-            Batch::Failed(id, e) => {
+    while let Ok(message) = rx.recv() {
+        match message {
+            Message::Failed(id, e) => {
                 tracing::error!("skipping delivery {}: {e}", delivery_name(id));
                 ctx.summary.failed.push(FailedDelivery {
                     delivery: delivery_name(id),
                     error: e.to_string(),
                 });
+                progress.advance(1);
             }
-            Batch::Opened(id, bytes) => {
-                ctx.summary.input_bytes += bytes;
-                // Before feeding one stream, the other two give their memory
-                // back if the budget is spent, so the stream being fed is not
-                // forced into tiny spills by buffers it cannot spill.
+            Message::Opened(bytes) => ctx.summary.input_bytes += bytes,
+            // Before feeding one stream, the other two give their memory back
+            // if the budget is spent, so the stream being fed is not forced
+            // into tiny spills by buffers it cannot spill.
+            Message::Window(batch) => {
                 let others =
                     spill_if_over(ctx, &mut a.sorter, &mut h.sorter, w.sorter.mem_bytes())?;
-                ingest(ctx, w, id, Received::new(rx), others)?;
+                ingest(ctx, w, batch, others)?;
+            }
+            Message::Attitude(batch) => {
                 let others =
                     spill_if_over(ctx, &mut w.sorter, &mut h.sorter, a.sorter.mem_bytes())?;
-                ingest(ctx, a, id, Received::new(rx), others)?;
+                ingest(ctx, a, batch, others)?;
+            }
+            Message::Hk(batch) => {
                 let others =
                     spill_if_over(ctx, &mut w.sorter, &mut a.sorter, h.sorter.mem_bytes())?;
-                ingest(ctx, h, id, Received::new(rx), others)?;
+                ingest(ctx, h, batch, others)?;
+            }
+            Message::Done(id) => {
                 ctx.state.consumed.insert(id);
                 ctx.summary.deliveries_consumed += 1;
+                progress.advance(1);
             }
-            Batch::Error(e) => return Err(e.into()),
-            _ => return Err(internal("reader thread out of step")),
+            Message::Error(e) => return Err(e.into()),
         }
-        progress.advance(1);
     }
+    // Readers finish in any order; the summary lists failures by name.
+    ctx.summary
+        .failed
+        .sort_by(|x, y| x.delivery.cmp(&y.delivery));
     Ok(())
 }
 
@@ -547,67 +465,26 @@ fn internal(what: &str) -> OrderError {
     OrderError::Config(format!("internal error: {what}"))
 }
 
-/// The records of one stream file, as received from the reader thread.
-struct Received<'a, R> {
-    rx: &'a Receiver<Batch>,
-    buf: std::vec::IntoIter<R>,
-}
-
-impl<'a, R: Batched> Received<'a, R> {
-    fn new(rx: &'a Receiver<Batch>) -> Self {
-        Self {
-            rx,
-            buf: Vec::new().into_iter(),
-        }
-    }
-}
-
-impl<R: Batched> Iterator for Received<'_, R> {
-    type Item = Result<R, OrderError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(r) = self.buf.next() {
-                return Some(Ok(r));
-            }
-            match self.rx.recv().map(R::unwrap) {
-                Ok(Ok(v)) => self.buf = v.into_iter(),
-                Ok(Err(Batch::StreamEnd)) => return None,
-                Ok(Err(Batch::Error(e))) => return Some(Err(e.into())),
-                Ok(Err(_)) => return Some(Err(internal("reader thread out of step"))),
-                Err(_) => return Some(Err(internal("reader thread stopped"))),
-            }
-        }
-    }
-}
-
-/// Feeds one delivery's records of one stream, packet by packet.
+/// Feeds one batch of a delivery's records of one stream, packet by packet.
 ///
 /// A record that fails to decode after its file passed the checksum means the
-/// producer wrote garbage: the run stops without committing (nothing is half
-/// merged), naming the file.
+/// producer wrote garbage: the reader sends the error and the run stops
+/// without committing (nothing is half merged), naming the file.
 fn ingest<R: StreamRecord>(
     ctx: &mut Ctx,
     work: &mut StreamWork<R>,
-    delivery: DeliveryId,
-    records: impl Iterator<Item = Result<R, OrderError>>,
+    batch: PacketBatch<R>,
     others_bytes: usize,
 ) -> Result<(), OrderError> {
-    let mut packet: Vec<R> = Vec::new();
-    for record in records {
-        let record = record?;
-        ctx.summary.records_read += 1;
-        if packet
-            .first()
-            .is_some_and(|p| p.packet() != record.packet())
-        {
-            accept_packet(ctx, work, delivery, std::mem::take(&mut packet));
-            enforce_budget(ctx, work, others_bytes)?;
-        }
-        packet.push(record);
-    }
-    if !packet.is_empty() {
-        accept_packet(ctx, work, delivery, packet);
+    ctx.summary.records_read += batch.records_read;
+    let mut held = batch.held.into_iter();
+    let mut start = 0;
+    for span in &batch.packets {
+        let mut records = held.by_ref().take(span.end - start);
+        start = span.end;
+        accept_packet(ctx, work, batch.delivery, span, &mut records, &batch.arena);
+        // A packet that is dropped leaves its records unread.
+        records.for_each(drop);
         enforce_budget(ctx, work, others_bytes)?;
     }
     Ok(())
@@ -654,18 +531,18 @@ fn accept_packet<R: StreamRecord>(
     ctx: &mut Ctx,
     work: &mut StreamWork<R>,
     delivery: DeliveryId,
-    mut records: Vec<R>,
+    span: &PacketSpan,
+    records: &mut dyn ExactSizeIterator<Item = R::Held>,
+    arena: &[u16],
 ) {
-    ctx.summary.packets_duplicate += primitive_root(&mut records) as u64;
-    let p = records[0].packet();
+    ctx.summary.packets_duplicate += span.repeats;
+    let p = span.packet;
     let key = PacketKey {
         apid: R::STREAM.apid(),
         packet_obt_ns: p.packet_obt_ns,
         seq: p.seq,
     };
-    let (lo, hi) = records.iter().fold((u64::MAX, 0), |(lo, hi), r| {
-        (lo.min(r.obt_ns()), hi.max(r.obt_ns()))
-    });
+    let (lo, hi) = (span.lo, span.hi);
     let variant = Variant {
         hash: p.packet_hash,
         first_delivery: delivery,
@@ -711,17 +588,17 @@ fn accept_packet<R: StreamRecord>(
     if late {
         ctx.summary.packets_late += 1;
         ctx.summary.records_late += records.len() as u64;
-        work.late.extend(records);
+        work.late.extend(records.map(|h| R::unhold(&h, arena)));
         return;
     }
     let mut last_chunk = None;
     for r in records {
-        let c = ctx.chunk_of(r.obt_ns());
+        let c = ctx.chunk_of(R::held_obt_ns(&r));
         if last_chunk != Some(c) {
             work.touched.insert(c);
             last_chunk = Some(c);
         }
-        work.sorter.push(r);
+        work.sorter.push_held(r, arena);
     }
 }
 

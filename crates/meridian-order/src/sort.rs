@@ -166,7 +166,19 @@ impl<R: StreamRecord> ExternalSorter<R> {
     }
 
     pub fn push(&mut self, r: R) {
-        let chunk = r.obt_ns() / self.chunk_ns;
+        let held = r.hold(&mut self.arena);
+        self.place(held);
+    }
+
+    /// Adds a record held in another arena (a reader's batch).
+    pub fn push_held(&mut self, held: R::Held, arena: &[u16]) {
+        let held = R::rehold(held, arena, &mut self.arena);
+        self.place(held);
+    }
+
+    /// Puts a record held in this sorter's arena into its chunk's bucket.
+    fn place(&mut self, held: R::Held) {
+        let chunk = R::held_obt_ns(&held) / self.chunk_ns;
         if self.current.as_ref().is_none_or(|(c, _)| *c != chunk) {
             self.stow_current();
             let bucket = self.buckets.remove(&chunk).unwrap_or_else(|| {
@@ -177,7 +189,6 @@ impl<R: StreamRecord> ExternalSorter<R> {
         }
         let (_, bucket) = self.current.as_mut().expect("just set");
         self.spare_slots += reserve_one(bucket);
-        let held = r.hold(&mut self.arena);
         self.held_bytes += R::held_size(&held);
         bucket.push(held);
         self.spare_slots -= 1;

@@ -109,3 +109,31 @@ fn a_budget_too_small_for_the_input_forces_the_external_merge_with_the_same_resu
         std::fs::read(small.path().join("manifest.json")).unwrap()
     );
 }
+
+/// Readers and output workers follow the size of rayon's pool, and the readers'
+/// batches arrive interleaved in whatever order they finish: one thread or
+/// several, with or without spills, give byte-identical folders.
+#[test]
+fn any_thread_count_gives_identical_output() {
+    let decoded = common::tempdir();
+    for (id, d) in deliveries(2) {
+        write_delivery(decoded.path(), id, &d).unwrap();
+    }
+    let run_on = |threads: usize, mem: u64| {
+        let out = common::tempdir();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run_with(decoded.path(), out.path(), mem));
+        let manifest = std::fs::read(out.path().join("manifest.json")).unwrap();
+        (snapshot(out.path()), manifest)
+    };
+    let one = run_on(1, 1 << 30);
+    for (threads, mem) in [(4, 1 << 30), (3, 64 << 10), (4, 64 << 10)] {
+        assert!(
+            run_on(threads, mem) == one,
+            "{threads} threads, --mem {mem} differ from 1 thread"
+        );
+    }
+}
