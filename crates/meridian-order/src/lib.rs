@@ -63,9 +63,11 @@
 //!   (fixed-size records, samples in one shared arena: [`record::HeldWindow`]),
 //!   so a 1 % Gaia-scale day fits a 1 GiB budget without spilling. The
 //!   sorter's partitions (ranges of chunks) are sorted, merged and written in
-//!   parallel by twice as many threads as rayon's pool has (fsync waits
-//!   overlap), each holding one chunk's records and at most [`sort::FAN_IN`]
-//!   open runs. Conflicting and late records are held in memory (they are rare). On top
+//!   parallel by twice as many threads as rayon's pool has, at least eight
+//!   (fsync waits overlap), each holding one chunk's records and, when the run
+//!   spilled, at most [`sort::FAN_IN`] open runs (about 0.5 MiB of buffers each,
+//!   outside the budget). Reader threads (one per rayon thread) each hold a
+//!   delivery's open files and one batch of records. Conflicting and late records are held in memory (they are rare). On top
 //!   come fixed costs of some MiB (zstd contexts and buffers of the open product
 //!   files, allocator slack), so budgets below [`run::MIN_USEFUL_MEM_BYTES`] still
 //!   give the same result but cannot bound the process's peak; the run logs a

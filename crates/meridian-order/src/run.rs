@@ -788,10 +788,11 @@ fn write_part<R: StreamRecord>(
     Ok(out)
 }
 
-/// Threads of the output pool: twice the compute threads (at least four), as
-/// a chunk spends much of its time waiting for the disk.
+/// Threads of the output pool: twice the compute threads, and at least eight,
+/// as a chunk spends much of its time waiting for its fsync (concurrent
+/// fsyncs share the file system's journal commits).
 fn output_threads() -> usize {
-    (2 * rayon::current_num_threads()).max(4)
+    (2 * rayon::current_num_threads()).max(8)
 }
 
 /// Writes one chunk file atomically; returns its record count and checksum.
