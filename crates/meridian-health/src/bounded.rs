@@ -314,8 +314,8 @@ struct Joined<'c> {
 /// The merge of the match files on `transit_id` (see the module docs).
 struct MatchJoin {
     files: Vec<MatchFile>,
-    /// Match records read and not yet taken: transit id → catalogue position.
-    buffer: BTreeMap<u64, Option<(f64, f64)>>,
+    /// Match records read and not yet taken, by transit id.
+    buffer: MatchBuffer,
     /// Ids of positioned transits that found no match record.
     without_match: Vec<u64>,
 }
@@ -362,7 +362,7 @@ impl MatchJoin {
         }
         Ok(MatchJoin {
             files,
-            buffer: BTreeMap::new(),
+            buffer: MatchBuffer::default(),
             without_match: Vec::new(),
         })
     }
@@ -384,7 +384,7 @@ impl MatchJoin {
             };
             let f = &mut self.files[i];
             let m = f.next.as_ref().expect("peeked");
-            self.buffer.insert(m.transit_id, catalogue_position(m));
+            self.buffer.push(m.transit_id, catalogue_position(m));
             f.advance()?;
         }
     }
@@ -413,8 +413,8 @@ impl MatchJoin {
         for t in &ts {
             let mut matched = None;
             if positioned(t) && !no_matches {
-                match self.buffer.get(&t.transit_id) {
-                    Some(&m) => {
+                match self.buffer.get(t.transit_id) {
+                    Some(m) => {
                         matched = m;
                         j.taken.push(t.transit_id);
                     }
@@ -427,8 +427,8 @@ impl MatchJoin {
     }
 
     fn take(&mut self, taken: &[u64], without_match: &[u64]) {
-        for id in taken {
-            self.buffer.remove(id);
+        for &id in taken {
+            self.buffer.take(id);
         }
         self.without_match.extend_from_slice(without_match);
     }
@@ -455,5 +455,117 @@ impl MatchJoin {
             }
         }
         Ok(())
+    }
+}
+
+/// Match records in `transit_id` order, as read: appended at the back, looked up
+/// by binary search, marked when taken and dropped from the front (or, once
+/// most are taken, by compaction, so records never taken cannot pin the rest).
+#[derive(Default)]
+struct MatchBuffer {
+    records: std::collections::VecDeque<Buffered>,
+    taken: usize,
+}
+
+struct Buffered {
+    id: u64,
+    position: Option<(f64, f64)>,
+    taken: bool,
+}
+
+impl MatchBuffer {
+    /// Appends a record read in `transit_id` order; of equal ids the last stays
+    /// (none is taken before every record of its id has been read).
+    fn push(&mut self, id: u64, position: Option<(f64, f64)>) {
+        if let Some(last) = self.records.back_mut()
+            && last.id == id
+            && !last.taken
+        {
+            last.position = position;
+            return;
+        }
+        self.records.push_back(Buffered {
+            id,
+            position,
+            taken: false,
+        });
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        let from = self.records.partition_point(|r| r.id < id);
+        (from..self.records.len())
+            .take_while(|&i| self.records[i].id == id)
+            .find(|&i| !self.records[i].taken)
+    }
+
+    /// The catalogue position of the record of `id` not yet taken, if any.
+    fn get(&self, id: u64) -> Option<Option<(f64, f64)>> {
+        self.find(id).map(|i| self.records[i].position)
+    }
+
+    fn take(&mut self, id: u64) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        self.records[i].taken = true;
+        self.taken += 1;
+        while self.records.front().is_some_and(|r| r.taken) {
+            self.records.pop_front();
+            self.taken -= 1;
+        }
+        if self.taken > 64 && self.taken * 2 > self.records.len() {
+            self.records.retain(|r| !r.taken);
+            self.taken = 0;
+        }
+    }
+
+    /// Records held (taken ones not yet dropped included).
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_never_taken_does_not_pin_the_buffer() {
+        let mut b = MatchBuffer::default();
+        b.push(0, None);
+        let mut peak = 0;
+        for id in 1..10_000u64 {
+            b.push(id, Some((id as f64, 0.0)));
+            peak = peak.max(b.len());
+            assert_eq!(b.get(id), Some(Some((id as f64, 0.0))));
+            b.take(id);
+            assert_eq!(b.get(id), None);
+        }
+        assert!(peak <= 130, "{peak}");
+        assert_eq!(b.get(0), Some(None));
+    }
+
+    #[test]
+    fn of_equal_ids_the_last_record_read_stays() {
+        let mut b = MatchBuffer::default();
+        b.push(5, Some((1.0, 1.0)));
+        b.push(5, Some((2.0, 2.0)));
+        b.push(6, None);
+        assert_eq!(b.get(5), Some(Some((2.0, 2.0))));
+        b.take(5);
+        assert_eq!((b.get(5), b.get(6), b.len()), (None, Some(None), 1));
+    }
+
+    #[test]
+    fn file_names_give_times_only_when_numbers() {
+        assert_eq!(name_time(Path::new("a/00000000000000000123.mprod")), 123);
+        for stem in [
+            "a/transit.mprod",
+            "a/12x.mprod",
+            "a/.mprod",
+            "a/99999999999999999999999.mprod",
+        ] {
+            assert_eq!(name_time(Path::new(stem)), 0, "{stem}");
+        }
     }
 }
