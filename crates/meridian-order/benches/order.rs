@@ -7,12 +7,18 @@
 //! in child processes of this benchmark (one `order` run each), from `VmHWM`.
 //! `MERIDIAN_BENCH_DIR=/dev/shm` runs it in memory, without the disk's fsync
 //! latency.
+//!
+//! `sorter/*` times the hot path alone on the day's windows: buffering them in
+//! the external sorter (held form, chunk buckets), then sorting and merging
+//! every partition, all in memory (`in_memory`) or with a spill every 64 Ki
+//! windows (`spilled`, sorted runs written and merged back).
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use meridian_core::Record;
 use meridian_core::product::{ProductReader, ProductWriter};
 use meridian_core::records::{Attitude, Hk, Window};
-use meridian_order::synth::{DayConfig, generate_day, write_day};
+use meridian_order::sort::ExternalSorter;
+use meridian_order::synth::{DayConfig, Payload, generate_day, write_day};
 use meridian_order::{NoProgress, Options, order};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -99,6 +105,41 @@ fn peak_in_child(decoded: &Path, out: &Path, mem: u64) -> (u64, u64) {
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
+/// Every window of the benchmark day, in delivery order.
+fn day_windows() -> Vec<Window> {
+    let day = generate_day(&day_config());
+    let mut out = Vec::new();
+    for packet in day.deliveries.iter().flatten() {
+        if let Payload::Window(v) = &packet.payload {
+            out.extend(v.iter().cloned());
+        }
+    }
+    out
+}
+
+/// Buffers `windows` (spilling every `spill_every`), then merges every
+/// partition; returns the records seen, in order.
+fn sort_windows(dir: &Path, windows: &[Window], spill_every: usize) -> u64 {
+    let mut sorter = ExternalSorter::<Window>::new(dir, 60_000_000_000);
+    for (i, w) in windows.iter().enumerate() {
+        sorter.push(w.clone());
+        if (i + 1) % spill_every == 0 {
+            sorter.spill().unwrap();
+        }
+    }
+    let mut n = 0;
+    let mut last = 0;
+    for part in sorter.finish().unwrap().parts {
+        for r in part.merge().unwrap().0 {
+            let t = r.unwrap().obt_ns;
+            assert!(t >= last, "sorted");
+            last = t;
+            n += 1;
+        }
+    }
+    n
+}
+
 fn main() {
     if let Ok(args) = std::env::var(CHILD_ENV) {
         let parts: Vec<&str> = args.lines().collect();
@@ -133,6 +174,18 @@ fn main() {
     for (name, mem) in [("1GiB", 1u64 << 30), ("16MiB", 16 << 20)] {
         g.bench_with_input(BenchmarkId::new("order", name), &mem, |b, &mem| {
             b.iter(|| run_order(black_box(&decoded), &out, mem))
+        });
+    }
+    g.finish();
+
+    let windows = day_windows();
+    let runs = scratch.path().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let mut g = c.benchmark_group("sorter");
+    g.throughput(Throughput::Elements(windows.len() as u64));
+    for (name, every) in [("in_memory", usize::MAX), ("spilled", 64 << 10)] {
+        g.bench_function(name, |b| {
+            b.iter(|| sort_windows(&runs, black_box(&windows), every))
         });
     }
     g.finish();
