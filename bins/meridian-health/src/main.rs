@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use meridian_cli::LogArgs;
+use meridian_health::bounded::BoundedOptions;
 use meridian_health::run::{self, HealthConfig, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,10 @@ struct Cli {
     /// Checker state file carried between runs (default OUT/hk_state.json).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Observation and transit files read at once by the science pass (default
+    /// four per thread): memory grows with it, the outputs do not change.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    science_batch: Option<u32>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -92,7 +97,13 @@ fn body(cli: &Cli) -> anyhow::Result<u8> {
         config,
         state: cli.state.clone(),
     };
-    let outcome = run::run(&opts)?;
+    let bounded = match cli.science_batch {
+        Some(n) => BoundedOptions {
+            files_per_batch: n as usize,
+        },
+        None => BoundedOptions::default(),
+    };
+    let outcome = run::run_with(&opts, bounded)?;
     let r = &outcome.report;
     tracing::info!(
         status = r.status.as_str(),
@@ -104,6 +115,8 @@ fn body(cli: &Cli) -> anyhow::Result<u8> {
         unknown = r.hk.stats.unknown,
         already_checked = outcome.already_checked,
         resumed = outcome.resumed,
+        science_peak_open_bins = outcome.science.peak_open_bins,
+        science_peak_buffered_matches = outcome.science.peak_buffered_matches,
         "health checked; report in {}",
         opts.out.join(run::REPORT_HTML).display()
     );

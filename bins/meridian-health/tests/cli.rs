@@ -94,3 +94,31 @@ fn bad_input_is_unknown_with_a_clear_message() {
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("monitoring-plugin"));
 }
+
+#[test]
+fn science_batch_changes_nothing_written_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_demo_inputs(dir.path(), 2.0, 0.05).unwrap();
+    let run = |out: &str, batch: &str| {
+        Command::new(env!("CARGO_BIN_EXE_meridian-health"))
+            .arg("--db")
+            .arg(&paths.db)
+            .arg("--in")
+            .arg(&paths.ordered)
+            .arg(&paths.located)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(["--science-batch", batch])
+            .output()
+            .unwrap()
+    };
+    let (one, many) = (run("one", "1"), run("many", "1000"));
+    assert_eq!(one.status.code(), many.status.code());
+    for f in ["health_event.mprod", "report.json", "report.html"] {
+        let read = |d: &str| std::fs::read(dir.path().join(d).join(f)).unwrap();
+        assert!(read("one") == read("many"), "{f} differs");
+    }
+    let zero = run("zero", "0");
+    assert_eq!(zero.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--science-batch"));
+}
