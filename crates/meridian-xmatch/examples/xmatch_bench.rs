@@ -8,6 +8,9 @@
 //! cargo run --release -p meridian-xmatch --example xmatch_bench -- match DIR
 //! cargo run --release -p meridian-xmatch --example xmatch_bench -- run DIR
 //! ```
+//! `split DIR N` rewrites the transits as N files in `DIR/located-split`, as
+//! the locate stage delivers them (one per chunk), for memory measurements
+//! not dominated by one huge mapped input file.
 //! `run` times the whole product-to-product path of `meridian-xmatch` (read
 //! and match, finish, write) stage by stage; `repeat DIR N` only the match, N
 //! times (a subject for profilers; `XM_DUMP=FILE` keeps the records).
@@ -38,6 +41,7 @@ fn main() {
         "match" => run_match(&dir),
         "repeat" => repeat_match(&dir, args.get(2).map_or(3, |n| n.parse().unwrap())),
         "run" => whole_run(&dir),
+        "split" => split(&dir, args[2].parse().unwrap()),
         other => panic!("unknown phase {other}"),
     };
     println!("{json}");
@@ -219,6 +223,34 @@ fn whole_run(dir: &Path) -> String {
         records as f64 / secs,
         vm_hwm_mib()
     )
+}
+
+/// The transits of `DIR/located` as `parts` files of consecutive records in
+/// `DIR/located-split`, streamed (never all in memory).
+fn split(dir: &Path, parts: u64) -> String {
+    let source = dir.join("located/transits.mprod");
+    let total = product::read_header(&source).unwrap().record_count;
+    let out = dir.join("located-split");
+    std::fs::create_dir_all(&out).unwrap();
+    let per_part = total.div_ceil(parts.max(1)).max(1);
+    let mut writer: Option<product::ProductWriter<Transit>> = None;
+    for (i, transit) in product::ProductReader::<Transit>::open(&source)
+        .unwrap()
+        .enumerate()
+    {
+        if (i as u64).is_multiple_of(per_part) {
+            if let Some(w) = writer.take() {
+                w.finish().unwrap();
+            }
+            let name = format!("part-{:05}.mprod", i as u64 / per_part);
+            writer = Some(product::ProductWriter::create(out.join(name)).unwrap());
+        }
+        writer.as_mut().unwrap().push(&transit.unwrap()).unwrap();
+    }
+    if let Some(w) = writer {
+        w.finish().unwrap();
+    }
+    format!("{{\"phase\":\"split\",\"transits\":{total},\"parts\":{parts}}}")
 }
 
 /// Only the timed match, `n` times: a clean subject for a profiler

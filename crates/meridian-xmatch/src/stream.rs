@@ -294,9 +294,11 @@ fn match_and_spill(
         (join(writer), join(reader))
     });
     let read = read?;
+    let spilled = spilled?;
+    tracing::debug!(spilled_batches = spilled.len(), "every batch matched");
     let mut matched: Runs<Match> = Vec::new();
     let mut unmatched: Runs<Transit> = Vec::new();
-    for (m, u) in spilled? {
+    for (m, u) in spilled {
         matched.push(file_run(m, true));
         unmatched.push(file_run(u, true));
     }
@@ -319,11 +321,96 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
 
 /// Writes the merge of `runs` to a product at `path`; returns its count.
 fn write_merged<R: Record + Keyed>(path: &Path, runs: Runs<R>) -> Result<u64, RunError> {
-    let mut writer = ProductWriter::<R>::create(path)?;
-    for record in Merge::new(runs)? {
-        writer.push(&record?)?;
+    write_streamed(path, |sink| {
+        for record in Merge::new(runs)? {
+            sink.push(record?)?;
+        }
+        Ok(())
+    })
+    .map(|((), count)| count)
+}
+
+/// Records handed to the writer thread at a time.
+const WRITE_CHUNK: usize = 4096;
+
+/// What the producing side sends the writer thread.
+enum ToWriter<R> {
+    Records(Vec<R>),
+    /// Everything was sent: finish the product (put it in place).
+    Finish,
+}
+
+/// The producing side of [`write_streamed`].
+struct ChunkSink<R> {
+    chunk: Vec<R>,
+    tx: std::sync::mpsc::SyncSender<ToWriter<R>>,
+    path: PathBuf,
+}
+
+impl<R> ChunkSink<R> {
+    fn push(&mut self, record: R) -> Result<(), RunError> {
+        self.chunk.push(record);
+        if self.chunk.len() >= WRITE_CHUNK {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(WRITE_CHUNK));
+            self.send(ToWriter::Records(chunk))?;
+        }
+        Ok(())
     }
-    Ok(writer.finish()?.header.record_count)
+
+    /// Fails only when the writer thread has stopped (on an error of its own,
+    /// which is the one reported).
+    fn send(&self, message: ToWriter<R>) -> Result<(), RunError> {
+        self.tx.send(message).map_err(|_| RunError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other("the product writer stopped"),
+        })
+    }
+}
+
+/// Writes the records `produce` pushes to a product at `path`, encoding and
+/// compressing on a thread of its own so that the producer (a merge, which
+/// decodes) runs alongside. The product is put in place only if `produce`
+/// succeeds; returns its result and the record count.
+fn write_streamed<R: Record, T>(
+    path: &Path,
+    produce: impl FnOnce(&mut ChunkSink<R>) -> Result<T, RunError>,
+) -> Result<(T, u64), RunError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToWriter<R>>(4);
+        let writer = scope.spawn(move || {
+            let mut writer = ProductWriter::<R>::create(path)?;
+            for message in rx {
+                match message {
+                    ToWriter::Records(chunk) => {
+                        for record in &chunk {
+                            writer.push(record)?;
+                        }
+                    }
+                    ToWriter::Finish => return Ok(Some(writer.finish()?.header.record_count)),
+                }
+            }
+            // The producer failed: the writer is dropped, its temporary removed.
+            Ok::<_, RunError>(None)
+        });
+        let mut sink = ChunkSink {
+            chunk: Vec::with_capacity(WRITE_CHUNK),
+            tx,
+            path: path.to_owned(),
+        };
+        let produced = produce(&mut sink).and_then(|value| {
+            let last = std::mem::take(&mut sink.chunk);
+            sink.send(ToWriter::Records(last))?;
+            sink.send(ToWriter::Finish)?;
+            Ok(value)
+        });
+        drop(sink);
+        let written = join(writer);
+        match (produced, written) {
+            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+            (Ok(value), Ok(Some(count))) => Ok((value, count)),
+            (Ok(_), Ok(None)) => unreachable!("Finish was sent"),
+        }
+    })
 }
 
 /// Links the unmatched transits, merges the runs with the new-source records
@@ -340,6 +427,7 @@ fn write_final_streaming(
         .first()
         .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |i| i.radius_arcsec);
     let radius_rad = radius_arcsec * meridian_core::geom::RAD_PER_ARCSEC;
+    let started = std::time::Instant::now();
     let names = link_new_sources(&unmatched, radius_rad);
     let mut new: Vec<(u64, u64)> = unmatched.iter().map(|t| t.transit_id).zip(names).collect();
     drop(unmatched);
@@ -359,20 +447,31 @@ fn write_final_streaming(
     })));
     let quantiles = (seps.quantile(0.5)?, seps.quantile(0.9)?);
     drop(seps);
-    let mut pass = SummaryPass::new();
-    let mut writer = ProductWriter::<Match>::create(out.join(MATCH_FILE))?;
-    let mut last_id = None;
-    for record in Merge::new(runs)? {
-        let record = record?;
-        // Merged order puts the smallest repeated id first, as finish_run reports.
-        if last_id == Some(record.transit_id) {
-            return Err(MatchError::DuplicateTransit(record.transit_id).into());
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        runs = runs.len(),
+        "new sources linked, separation quantiles found; merging"
+    );
+    let started = std::time::Instant::now();
+    let (pass, _) = write_streamed(&out.join(MATCH_FILE), |sink| {
+        let mut pass = SummaryPass::new();
+        let mut last_id = None;
+        for record in Merge::new(runs)? {
+            let record = record?;
+            // Merged order puts the smallest repeated id first, as finish_run reports.
+            if last_id == Some(record.transit_id) {
+                return Err(MatchError::DuplicateTransit(record.transit_id).into());
+            }
+            last_id = Some(record.transit_id);
+            pass.add(&record);
+            sink.push(record)?;
         }
-        last_id = Some(record.transit_id);
-        pass.add(&record);
-        writer.push(&record)?;
-    }
-    writer.finish()?;
+        Ok(pass)
+    })?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "match product written"
+    );
     let mut regions: Vec<String> = infos.iter().filter_map(|i| i.region.clone()).collect();
     regions.sort();
     let read = infos.iter().map(|i| i.transits_read).sum();

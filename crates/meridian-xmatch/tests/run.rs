@@ -433,7 +433,8 @@ fn a_transit_id_repeated_across_batches_is_an_error_naming_the_smallest() {
             .contains(&format!("transit_id {smallest} appears more than once")),
         "{err}"
     );
-    assert!(!f.root.join("out").join(SUMMARY_FILE).exists());
+    // Nothing under a final name, no temporary file, no spill folder.
+    assert_eq!(files_of(&f.root.join("out")), vec![]);
 }
 
 #[test]
