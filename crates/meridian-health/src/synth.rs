@@ -427,3 +427,93 @@ pub fn write_demo_inputs(
     write_all(paths.located.join("match.mprod"), &matches)?;
     Ok(paths)
 }
+
+/// Renumbers the transits of [`science_day`] by time (ids from `first` in
+/// order of `t_obs_ns`, as a spacecraft's ids rise with time) in all three lists,
+/// and sorts the match records by the new ids.
+pub fn renumber_by_time(
+    obs: &mut [Observation],
+    transits: &mut [Transit],
+    matches: &mut [Match],
+    first: u64,
+) {
+    let mut order: Vec<(u64, u64)> = transits
+        .iter()
+        .map(|t| (t.t_obs_ns, t.transit_id))
+        .collect();
+    order.sort_unstable();
+    let new_id: std::collections::HashMap<u64, u64> = order
+        .iter()
+        .enumerate()
+        .map(|(rank, &(_, old))| (old, first + rank as u64))
+        .collect();
+    let renumber = |id: &mut u64| *id = new_id.get(id).copied().unwrap_or(*id);
+    transits
+        .iter_mut()
+        .for_each(|t| renumber(&mut t.transit_id));
+    obs.iter_mut().for_each(|o| renumber(&mut o.transit_id));
+    matches.iter_mut().for_each(|m| renumber(&mut m.transit_id));
+    matches.sort_by_key(|m| m.transit_id);
+}
+
+/// Product files laid out as `meridian-locate` and `meridian-xmatch` write them.
+#[derive(Debug, Clone)]
+pub struct LocatedFiles {
+    pub observations: Vec<std::path::PathBuf>,
+    pub transits: Vec<std::path::PathBuf>,
+    pub matches: Vec<std::path::PathBuf>,
+}
+
+/// Window chunks of [`LocatedFiles`], ns.
+pub const LOCATED_CHUNK_NS: u64 = 60 * S;
+
+/// Writes `root/located/{observation,transit}/<start:020>.mprod` per 60 s chunk
+/// (observations by their time, transits by their own time, which in
+/// [`science_day`] is their earliest window's) and `root/matched/match.mprod`
+/// (records in the given order).
+pub fn write_located(
+    root: &Path,
+    obs: &[Observation],
+    transits: &[Transit],
+    matches: &[Match],
+) -> Result<LocatedFiles, meridian_core::ProductError> {
+    let matched = root.join("matched");
+    std::fs::create_dir_all(&matched).map_err(|e| meridian_core::ProductError::Io {
+        path: matched.clone(),
+        source: e,
+    })?;
+    let m = matched.join("match.mprod");
+    meridian_core::product::write_all(&m, matches)?;
+    let located = root.join("located");
+    Ok(LocatedFiles {
+        observations: write_chunked(&located.join("observation"), obs, |o| o.t_obs_ns)?,
+        transits: write_chunked(&located.join("transit"), transits, |t| t.t_obs_ns)?,
+        matches: vec![m],
+    })
+}
+
+fn write_chunked<R: meridian_core::Record>(
+    dir: &Path,
+    records: &[R],
+    time: impl Fn(&R) -> u64,
+) -> Result<Vec<std::path::PathBuf>, meridian_core::ProductError> {
+    std::fs::create_dir_all(dir).map_err(|e| meridian_core::ProductError::Io {
+        path: dir.to_owned(),
+        source: e,
+    })?;
+    let mut by_chunk: std::collections::BTreeMap<u64, Vec<&R>> = Default::default();
+    for r in records {
+        by_chunk
+            .entry(time(r) / LOCATED_CHUNK_NS * LOCATED_CHUNK_NS)
+            .or_default()
+            .push(r);
+    }
+    by_chunk
+        .into_iter()
+        .map(|(start, rs)| {
+            let path = dir.join(format!("{start:020}.mprod"));
+            meridian_core::product::write_all(&path, rs)?;
+            Ok(path)
+        })
+        .collect()
+}

@@ -10,12 +10,14 @@ use meridian_health::bounded::{
 };
 use meridian_health::run::{self, HealthConfig, RunOptions};
 use meridian_health::science::{ScienceConfig, ScienceHealth, science_health};
-use meridian_health::synth::{DEMO_START_NS, Disturbance, Rng, science_day, write_demo_inputs};
+use meridian_health::synth::{
+    DEMO_START_NS, Disturbance, LocatedFiles, Rng, renumber_by_time, science_day,
+    write_demo_inputs, write_located,
+};
 use std::path::{Path, PathBuf};
 
 const S: u64 = 1_000_000_000;
 const T0: u64 = DEMO_START_NS;
-const CHUNK_NS: u64 = 60 * S;
 const HOURS: f64 = 3.0;
 
 /// A simulated day's records, transit ids renumbered in time order (as the
@@ -33,23 +35,7 @@ fn day(seed: u64) -> Day {
         settle_s: 60.0,
     };
     let (mut obs, mut transits, mut matches) = science_day(T0, HOURS, 0.2, seed, &[hit]);
-    // Ids by time: rank of (t_obs, old id).
-    let mut order: Vec<(u64, u64)> = transits
-        .iter()
-        .map(|t| (t.t_obs_ns, t.transit_id))
-        .collect();
-    order.sort_unstable();
-    let mut new_id = vec![0u64; order.len()];
-    for (rank, (_, old)) in order.iter().enumerate() {
-        new_id[*old as usize] = 1_000 + rank as u64;
-    }
-    let renumber = |id: &mut u64| *id = new_id[*id as usize];
-    transits
-        .iter_mut()
-        .for_each(|t| renumber(&mut t.transit_id));
-    obs.iter_mut().for_each(|o| renumber(&mut o.transit_id));
-    matches.iter_mut().for_each(|m| renumber(&mut m.transit_id));
-    matches.sort_by_key(|m| m.transit_id);
+    renumber_by_time(&mut obs, &mut transits, &mut matches, 1_000);
     Day {
         obs,
         transits,
@@ -57,54 +43,16 @@ fn day(seed: u64) -> Day {
     }
 }
 
-/// Input files as the stages write them: per 60 s chunk, observations by
-/// their time and transits by their earliest window (here their own time), in
-/// `located/{observation,transit}/<start:020>.mprod`; matches in one file
-/// sorted by transit_id.
-struct Files {
-    obs: Vec<PathBuf>,
-    transits: Vec<PathBuf>,
-    matches: Vec<PathBuf>,
-}
-
-fn chunked<R>(dir: &Path, records: &[R], time: impl Fn(&R) -> u64) -> Vec<PathBuf>
-where
-    R: meridian_core::Record,
-{
-    std::fs::create_dir_all(dir).unwrap();
-    let mut by_chunk: std::collections::BTreeMap<u64, Vec<&R>> = Default::default();
-    for r in records {
-        by_chunk
-            .entry(time(r) / CHUNK_NS * CHUNK_NS)
-            .or_default()
-            .push(r);
-    }
-    by_chunk
-        .into_iter()
-        .map(|(start, rs)| {
-            let path = dir.join(format!("{start:020}.mprod"));
-            write_all(&path, rs).unwrap();
-            path
-        })
-        .collect()
-}
+/// Input files as the stages write them (see [`write_located`]).
+type Files = LocatedFiles;
 
 fn write_files(root: &Path, d: &Day) -> Files {
-    let located = root.join("located");
-    let matched = root.join("matched");
-    std::fs::create_dir_all(&matched).unwrap();
-    let m = matched.join("match.mprod");
-    write_all(&m, &d.matches).unwrap();
-    Files {
-        obs: chunked(&located.join("observation"), &d.obs, |o| o.t_obs_ns),
-        transits: chunked(&located.join("transit"), &d.transits, |t| t.t_obs_ns),
-        matches: vec![m],
-    }
+    write_located(root, &d.obs, &d.transits, &d.matches).unwrap()
 }
 
 fn bounded(f: &Files, batch: usize) -> (ScienceHealth, BoundedStats) {
     science_from_files(
-        &f.obs,
+        &f.observations,
         &f.transits,
         &f.matches,
         &ScienceConfig::default(),
@@ -116,9 +64,14 @@ fn bounded(f: &Files, batch: usize) -> (ScienceHealth, BoundedStats) {
 }
 
 fn whole(f: &Files) -> ScienceHealth {
-    whole_day_from_files(&f.obs, &f.transits, &f.matches, &ScienceConfig::default())
-        .unwrap()
-        .0
+    whole_day_from_files(
+        &f.observations,
+        &f.transits,
+        &f.matches,
+        &ScienceConfig::default(),
+    )
+    .unwrap()
+    .0
 }
 
 /// Bins per field of view of the day.
@@ -288,7 +241,7 @@ fn unhelpful_but_valid_inputs_stay_bounded_path_and_exact() {
     assert!(stats.without_match > 0);
     // Files named by no time are read first and hold every bin open: still exact.
     let renamed = Files {
-        obs: f.obs.iter().map(|p| rename(p, "obs")).collect(),
+        observations: f.observations.iter().map(|p| rename(p, "obs")).collect(),
         transits: f.transits.iter().map(|p| rename(p, "transits")).collect(),
         matches: f.matches.clone(),
     };
@@ -312,14 +265,17 @@ fn a_corrupted_file_in_the_middle_is_an_error_naming_it() {
     let d = day(12);
     let dir = tempfile::tempdir().unwrap();
     let f = write_files(dir.path(), &d);
-    for victim in [&f.obs[f.obs.len() / 2], &f.transits[f.transits.len() / 2]] {
+    for victim in [
+        &f.observations[f.observations.len() / 2],
+        &f.transits[f.transits.len() / 2],
+    ] {
         let good = std::fs::read(victim).unwrap();
         let mut bytes = good.clone();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(victim, bytes).unwrap();
         let e = science_from_files(
-            &f.obs,
+            &f.observations,
             &f.transits,
             &f.matches,
             &ScienceConfig::default(),
@@ -345,7 +301,12 @@ fn whole_runs_write_the_same_bytes_whatever_the_batch() {
             db: paths.db.clone(),
             inputs: vec![
                 paths.ordered.clone(),
-                f.obs[0].parent().unwrap().parent().unwrap().to_owned(),
+                f.observations[0]
+                    .parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .to_owned(),
                 f.matches[0].parent().unwrap().to_owned(),
             ],
             out: out.clone(),
