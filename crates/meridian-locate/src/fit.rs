@@ -284,7 +284,8 @@ fn start_params(win: &Prepared, b0: f64, table: &NormalTable) -> Params {
         peak_centre_of_mass(win, b0).unwrap_or(k as f64 / 2.0)
     };
     let (mut num, mut den) = (0.0, 0.0);
-    let edges = edge_cdfs(k, c, table);
+    let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
+    let edges = edge_cdfs(k, c, table, &mut buffer);
     for i in (0..k).filter(|&i| win.usable[i]) {
         let p = edges[i + 1].0 - edges[i].0;
         let w = 1.0 / (win.charge[i].max(0.0) + NOISE_FLOOR_VAR_E2);
@@ -345,10 +346,13 @@ pub fn centre_of_mass_centroid(samples: &[u16]) -> Option<f64> {
     centre_of_mass(&win, b0)
 }
 
-/// `(Φ, φ)` at every sample edge j = 0..=k, `x = (j − c)/σ`.
-#[inline(always)]
-fn edge_cdfs(k: usize, c: f64, table: &NormalTable) -> [(f64, f64); MAX_SAMPLES + 1] {
-    let mut out = [(0.0, 0.0); MAX_SAMPLES + 1];
+/// Edge values of a window: `(Φ, φ)` at sample edges.
+type Edges = [(f64, f64); MAX_SAMPLES + 1];
+
+/// `(Φ, φ)` at every sample edge j = 0..=k, `x = (j − c)/σ`, into `out`
+/// (filled in place: returning the 528-octet array cost a copy per call).
+#[inline]
+fn edge_cdfs<'a>(k: usize, c: f64, table: &NormalTable, out: &'a mut Edges) -> &'a Edges {
     table.edges(-c / LSF_SIGMA, &mut out[..=k]);
     out
 }
@@ -369,7 +373,8 @@ fn solve_with_saturation_guard(
     }
     for _ in 0..3 {
         let p = solution.params;
-        let edges = edge_cdfs(win.k, p.c, table);
+        let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
+        let edges = edge_cdfs(win.k, p.c, table, &mut buffer);
         let mut changed = false;
         for i in 0..win.k {
             let lambda = p.b + p.f * (edges[i + 1].0 - edges[i].0);
@@ -479,7 +484,8 @@ fn normal_equations<const N: usize>(
     p: Params,
     table: &NormalTable,
 ) -> ([[f64; N]; N], [f64; N], [f64; N]) {
-    let edges = edge_cdfs(win.k, p.c, table);
+    let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
+    let edges = edge_cdfs(win.k, p.c, table, &mut buffer);
     let inv_sigma = 1.0 / LSF_SIGMA;
     let (mut j00, mut j10, mut j11, mut j20, mut j21, mut j22) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut u0, mut u1, mut u2) = (0.0, 0.0, 0.0);

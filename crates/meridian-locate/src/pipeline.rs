@@ -59,7 +59,7 @@ const LOCK_FILE: &str = ".locate.lock";
 /// State file format version.
 pub const STATE_FORMAT: u32 = 1;
 /// Identifies the algorithm that made the outputs: a different one redoes all.
-pub const ALGORITHM: &str = concat!("meridian-locate ", env!("CARGO_PKG_VERSION"), " fit-1");
+pub const ALGORITHM: &str = concat!("meridian-locate ", env!("CARGO_PKG_VERSION"), " fit-2");
 /// The windows of one transit lie within this time of its earliest window.
 pub const TRANSIT_SPAN_NS: u64 = 60 * NS_PER_S;
 /// Beyond a window's `obt_ns`, its `t_obs` lies at most 32 samples later; 1 s
