@@ -159,7 +159,14 @@ impl Prepared {
             return Some((min, 1));
         }
         let values = &mut values[..n];
-        values.sort_unstable_by(f64::total_cmp);
+        // At most four values: an insertion sort, not the general sort's set-up.
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && values[j - 1].total_cmp(&values[j]).is_gt() {
+                values.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let median = if n % 2 == 1 {
             values[n / 2]
         } else {
@@ -193,7 +200,6 @@ pub fn fit_window(samples: &[u16]) -> ImageParams {
 /// [`fit_window`] with a chosen convergence tolerance on Δᵀ J Δ (a tiny one,
 /// e.g. 1e-16, gives the fully converged fit that `fit_window` is checked against).
 pub fn fit_window_to(samples: &[u16], tolerance: f64) -> ImageParams {
-    let table = NormalTable::new();
     if samples.is_empty() || samples.len() > MAX_SAMPLES {
         return failed_fallback(samples);
     }
@@ -201,7 +207,8 @@ pub fn fit_window_to(samples: &[u16], tolerance: f64) -> ImageParams {
     let Some((b_robust, n_outer)) = win.robust_background() else {
         return failed_fallback(samples);
     };
-    let start = start_params(&win, b_robust, &table);
+    let mut edges = EdgeCache::new(win.k);
+    let start = start_params(&win, b_robust, &mut edges);
     let mut iterations = 0;
     let mut flags = Flags::EMPTY;
     if win.saturated {
@@ -210,8 +217,14 @@ pub fn fit_window_to(samples: &[u16], tolerance: f64) -> ImageParams {
 
     let mut solution = None;
     if win.n_usable() >= MIN_SAMPLES_FREE_BACKGROUND {
-        solution =
-            solve_with_saturation_guard(&mut win, start, true, &table, tolerance, &mut iterations);
+        solution = solve_with_saturation_guard(
+            &mut win,
+            start,
+            true,
+            &mut edges,
+            tolerance,
+            &mut iterations,
+        );
     }
     let mut background_err = None;
     if solution.is_none() && win.n_usable() >= 3 {
@@ -219,8 +232,14 @@ pub fn fit_window_to(samples: &[u16], tolerance: f64) -> ImageParams {
             b: b_robust,
             ..start
         };
-        solution =
-            solve_with_saturation_guard(&mut win, fixed, false, &table, tolerance, &mut iterations);
+        solution = solve_with_saturation_guard(
+            &mut win,
+            fixed,
+            false,
+            &mut edges,
+            tolerance,
+            &mut iterations,
+        );
         if let Some(s) = solution.as_mut() {
             flags.insert(Flag::BackgroundFixed);
             let var_b = robust_background_variance(b_robust, n_outer);
@@ -273,7 +292,7 @@ fn propagate_fixed_background(s: &mut Solution, var_b: f64) {
 
 /// Centre-of-mass centroid (or the middle of the saturated run) and the flux
 /// that best fits the data there by weighted least squares.
-fn start_params(win: &Prepared, b0: f64, table: &NormalTable) -> Params {
+fn start_params(win: &Prepared, b0: f64, edges: &mut EdgeCache) -> Params {
     let k = win.k;
     let c = if win.saturated {
         let (sum, n) = (0..k)
@@ -284,8 +303,7 @@ fn start_params(win: &Prepared, b0: f64, table: &NormalTable) -> Params {
         peak_centre_of_mass(win, b0).unwrap_or(k as f64 / 2.0)
     };
     let (mut num, mut den) = (0.0, 0.0);
-    let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
-    let edges = edge_cdfs(k, c, table, &mut buffer);
+    let edges = edges.at(c);
     for i in (0..k).filter(|&i| win.usable[i]) {
         let p = edges[i + 1].0 - edges[i].0;
         let w = 1.0 / (win.charge[i].max(0.0) + NOISE_FLOOR_VAR_E2);
@@ -349,12 +367,36 @@ pub fn centre_of_mass_centroid(samples: &[u16]) -> Option<f64> {
 /// Edge values of a window: `(Φ, φ)` at sample edges.
 type Edges = [(f64, f64); MAX_SAMPLES + 1];
 
-/// `(Φ, φ)` at every sample edge j = 0..=k, `x = (j − c)/σ`, into `out`
-/// (filled in place: returning the 528-octet array cost a copy per call).
-#[inline]
-fn edge_cdfs<'a>(k: usize, c: f64, table: &NormalTable, out: &'a mut Edges) -> &'a Edges {
-    table.edges(-c / LSF_SIGMA, &mut out[..=k]);
-    out
+/// `(Φ, φ)` at every sample edge j = 0..=k of one window, `x = (j − c)/σ`,
+/// for the last centroid asked: the fit asks again at the same centroid (the
+/// start's flux, then the first step; the saturation guard, then its refit),
+/// and the values depend on nothing else.
+struct EdgeCache {
+    table: NormalTable,
+    k: usize,
+    centroid_bits: Option<u64>,
+    values: Edges,
+}
+
+impl EdgeCache {
+    fn new(k: usize) -> Self {
+        EdgeCache {
+            table: NormalTable::new(),
+            k: k.min(MAX_SAMPLES),
+            centroid_bits: None,
+            values: [(0.0, 0.0); MAX_SAMPLES + 1],
+        }
+    }
+
+    #[inline]
+    fn at(&mut self, c: f64) -> &Edges {
+        if self.centroid_bits != Some(c.to_bits()) {
+            self.table
+                .edges(-c / LSF_SIGMA, &mut self.values[..=self.k]);
+            self.centroid_bits = Some(c.to_bits());
+        }
+        &self.values
+    }
 }
 
 /// Fits, then (for saturated windows) leaves out samples the model puts near
@@ -363,21 +405,20 @@ fn solve_with_saturation_guard(
     win: &mut Prepared,
     start: Params,
     fit_background: bool,
-    table: &NormalTable,
+    edges: &mut EdgeCache,
     tolerance: f64,
     iterations: &mut u32,
 ) -> Option<Solution> {
-    let mut solution = solve(win, start, fit_background, table, tolerance, iterations)?;
+    let mut solution = solve(win, start, fit_background, edges, tolerance, iterations)?;
     if !win.saturated {
         return Some(solution);
     }
     for _ in 0..3 {
         let p = solution.params;
-        let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
-        let edges = edge_cdfs(win.k, p.c, table, &mut buffer);
+        let values = edges.at(p.c);
         let mut changed = false;
         for i in 0..win.k {
-            let lambda = p.b + p.f * (edges[i + 1].0 - edges[i].0);
+            let lambda = p.b + p.f * (values[i + 1].0 - values[i].0);
             let sigma = (lambda.max(0.0) + NOISE_FLOOR_VAR_E2).sqrt();
             if win.usable[i] && lambda > SATURATION_CHARGE_E - SATURATION_GUARD_SIGMA * sigma {
                 win.usable[i] = false;
@@ -388,7 +429,7 @@ fn solve_with_saturation_guard(
         if !changed || win.n_usable() < needed {
             return if changed { None } else { Some(solution) };
         }
-        solution = solve(win, p, fit_background, table, tolerance, iterations)?;
+        solution = solve(win, p, fit_background, edges, tolerance, iterations)?;
     }
     Some(solution)
 }
@@ -398,14 +439,14 @@ fn solve(
     win: &Prepared,
     start: Params,
     fit_background: bool,
-    table: &NormalTable,
+    edges: &mut EdgeCache,
     tolerance: f64,
     iterations: &mut u32,
 ) -> Option<Solution> {
     if fit_background {
-        solve_n::<3>(win, start, table, tolerance, iterations)
+        solve_n::<3>(win, start, edges, tolerance, iterations)
     } else {
-        solve_n::<2>(win, start, table, tolerance, iterations)
+        solve_n::<2>(win, start, edges, tolerance, iterations)
     }
 }
 
@@ -413,7 +454,7 @@ fn solve(
 fn solve_n<const N: usize>(
     win: &Prepared,
     start: Params,
-    table: &NormalTable,
+    edges: &mut EdgeCache,
     tolerance: f64,
     iterations: &mut u32,
 ) -> Option<Solution> {
@@ -421,7 +462,7 @@ fn solve_n<const N: usize>(
     let mut previous_size: Option<f64> = None;
     for _ in 0..MAX_ITERATIONS {
         *iterations += 1;
-        let (j, u, h) = normal_equations::<N>(win, p, table);
+        let (j, u, h) = normal_equations::<N>(win, p, edges);
         let chol = Cholesky::<N>::new(&j)?;
         let step = chol.solve(&u);
         let mut scale: f64 = 1.0;
@@ -482,10 +523,9 @@ fn solve_n<const N: usize>(
 fn normal_equations<const N: usize>(
     win: &Prepared,
     p: Params,
-    table: &NormalTable,
+    edges: &mut EdgeCache,
 ) -> ([[f64; N]; N], [f64; N], [f64; N]) {
-    let mut buffer = [(0.0, 0.0); MAX_SAMPLES + 1];
-    let edges = edge_cdfs(win.k, p.c, table, &mut buffer);
+    let edges = edges.at(p.c);
     let inv_sigma = 1.0 / LSF_SIGMA;
     let (mut j00, mut j10, mut j11, mut j20, mut j21, mut j22) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut u0, mut u1, mut u2) = (0.0, 0.0, 0.0);
