@@ -51,6 +51,8 @@ use meridian_core::records::{Match, Observation, Transit};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// A record may precede the time of its file's name by this much before a bin
 /// it falls into is taken as finished (none does for `meridian-locate`'s files;
@@ -271,7 +273,11 @@ fn bounded_pass(
             join.read_through(id)?;
         }
         stats.peak_buffered_matches = stats.peak_buffered_matches.max(join.buffer.len());
-        let joined: Vec<Joined> = parts.into_par_iter().map(|p| join.apply(p, cfg)).collect();
+        let (buffer, no_matches) = (&join.buffer, join.files.is_empty());
+        let joined: Vec<Joined> = parts
+            .into_par_iter()
+            .map(|p| buffer.apply(p, no_matches, cfg))
+            .collect();
         for (j, file) in joined.into_iter().zip(batch.iter()) {
             if let Some(key) = j.acc.bin_keys().find(|k| finished.contains_key(k)) {
                 return Err(Stop::OutOfOrder(format!(
@@ -320,26 +326,71 @@ struct MatchJoin {
     without_match: Vec<u64>,
 }
 
-/// One match file being read in `transit_id` order.
+/// What the join needs of a match record: its transit id and
+/// [`catalogue_position`].
+type MatchKey = (u64, Option<(f64, f64)>);
+
+/// Match records sent at once by a file's reader thread.
+const MATCH_CHUNK: usize = 8192;
+/// Chunks a reader thread may run ahead of the join.
+const MATCH_CHUNKS_AHEAD: usize = 4;
+
+/// One match file being read in `transit_id` order. The records are decoded on
+/// a thread of their own, a few chunks ahead: the join itself runs between the
+/// parallel reads of two batches, so decoding there would leave the other
+/// threads idle for the whole match file.
 struct MatchFile {
     path: PathBuf,
-    records: ProductReader<Match>,
-    next: Option<Match>,
+    chunks: Option<Receiver<Result<Vec<MatchKey>, ProductError>>>,
+    reader: Option<JoinHandle<()>>,
+    current: std::vec::IntoIter<MatchKey>,
+    next: Option<MatchKey>,
     index: u64,
 }
 
 impl MatchFile {
+    fn open(path: &Path) -> Result<Self, Stop> {
+        let (tx, rx) = sync_channel(MATCH_CHUNKS_AHEAD);
+        let owned = path.to_owned();
+        let reader = std::thread::Builder::new()
+            .name("health-matches".into())
+            .spawn(move || send_match_keys(&owned, &tx))
+            .map_err(|e| ProductError::Io {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        let mut f = MatchFile {
+            path: path.to_owned(),
+            chunks: Some(rx),
+            reader: Some(reader),
+            current: Vec::new().into_iter(),
+            next: None,
+            index: 0,
+        };
+        f.advance()?;
+        Ok(f)
+    }
+
     fn advance(&mut self) -> Result<(), Stop> {
-        let previous = self.next.as_ref().map(|m| m.transit_id);
-        self.next = self.records.next().transpose()?;
-        if let (Some(p), Some(m)) = (previous, &self.next)
-            && m.transit_id < p
+        let previous = self.next.map(|m| m.0);
+        self.next = loop {
+            if let Some(m) = self.current.next() {
+                break Some(m);
+            }
+            match self.chunks.as_ref().map(Receiver::recv) {
+                Some(Ok(Ok(chunk))) => self.current = chunk.into_iter(),
+                Some(Ok(Err(e))) => return Err(Stop::Read(e)),
+                // The reader has sent everything.
+                Some(Err(_)) | None => break None,
+            }
+        };
+        if let (Some(p), Some((id, _))) = (previous, self.next)
+            && id < p
         {
             return Err(Stop::OutOfOrder(format!(
-                "{}: not sorted by transit_id (record {} has {} after {p})",
+                "{}: not sorted by transit_id (record {} has {id} after {p})",
                 self.path.display(),
                 self.index + 1,
-                m.transit_id
             )));
         }
         self.index += 1;
@@ -347,18 +398,53 @@ impl MatchFile {
     }
 }
 
+impl Drop for MatchFile {
+    /// Stops the reader (its next send fails once the receiver is gone) and
+    /// waits for it, so no thread outlives the pass.
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The reader thread of a match file: sends its records' keys in chunks, then
+/// any error, and stops early when the join no longer listens.
+fn send_match_keys(path: &Path, tx: &SyncSender<Result<Vec<MatchKey>, ProductError>>) {
+    let records = match ProductReader::<Match>::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let mut chunk = Vec::with_capacity(MATCH_CHUNK);
+    for r in records {
+        match r {
+            Ok(m) => chunk.push((m.transit_id, catalogue_position(&m))),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+        if chunk.len() == MATCH_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(MATCH_CHUNK));
+            if tx.send(Ok(full)).is_err() {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk));
+    }
+}
+
 impl MatchJoin {
     fn open(paths: &[PathBuf]) -> Result<Self, Stop> {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let mut f = MatchFile {
-                path: path.clone(),
-                records: ProductReader::open(path)?,
-                next: None,
-                index: 0,
-            };
-            f.advance()?;
-            files.push(f);
+            files.push(MatchFile::open(path)?);
         }
         Ok(MatchJoin {
             files,
@@ -376,54 +462,17 @@ impl MatchJoin {
                 .files
                 .iter()
                 .enumerate()
-                .filter_map(|(i, f)| f.next.as_ref().map(|m| (m.transit_id, i)))
+                .filter_map(|(i, f)| f.next.map(|m| (m.0, i)))
                 .filter(|&(t, _)| t <= id)
                 .min();
             let Some((_, i)) = next else {
                 return Ok(());
             };
             let f = &mut self.files[i];
-            let m = f.next.as_ref().expect("peeked");
-            self.buffer.push(m.transit_id, catalogue_position(m));
+            let (id, position) = f.next.expect("peeked");
+            self.buffer.push(id, position);
             f.advance()?;
         }
-    }
-
-    /// Joins one file of a batch (read-only: records are taken afterwards, in
-    /// file order, by [`Self::take`]).
-    fn apply<'c>(&self, part: Part<'c>, cfg: &'c ScienceConfig) -> Joined<'c> {
-        let ts = match part {
-            Part::Observations(acc) => {
-                return Joined {
-                    acc,
-                    transits: 0,
-                    taken: Vec::new(),
-                    without_match: Vec::new(),
-                };
-            }
-            Part::Transits(ts) => ts,
-        };
-        let mut j = Joined {
-            acc: ScienceAccumulator::new(cfg),
-            transits: ts.len() as u64,
-            taken: Vec::new(),
-            without_match: Vec::new(),
-        };
-        let no_matches = self.files.is_empty();
-        for t in &ts {
-            let mut matched = None;
-            if positioned(t) && !no_matches {
-                match self.buffer.get(t.transit_id) {
-                    Some(m) => {
-                        matched = m;
-                        j.taken.push(t.transit_id);
-                    }
-                    None => j.without_match.push(t.transit_id),
-                }
-            }
-            j.acc.add_transit(t, matched);
-        }
-        j
     }
 
     fn take(&mut self, taken: &[u64], without_match: &[u64]) {
@@ -517,6 +566,42 @@ impl MatchBuffer {
             self.records.retain(|r| !r.taken);
             self.taken = 0;
         }
+    }
+
+    /// Joins one file of a batch (read-only: records are taken afterwards, in
+    /// file order, by [`MatchJoin::take`]); `no_matches`: there are no match files.
+    fn apply<'c>(&self, part: Part<'c>, no_matches: bool, cfg: &'c ScienceConfig) -> Joined<'c> {
+        let ts = match part {
+            Part::Observations(acc) => {
+                return Joined {
+                    acc,
+                    transits: 0,
+                    taken: Vec::new(),
+                    without_match: Vec::new(),
+                };
+            }
+            Part::Transits(ts) => ts,
+        };
+        let mut j = Joined {
+            acc: ScienceAccumulator::new(cfg),
+            transits: ts.len() as u64,
+            taken: Vec::new(),
+            without_match: Vec::new(),
+        };
+        for t in &ts {
+            let mut matched = None;
+            if positioned(t) && !no_matches {
+                match self.get(t.transit_id) {
+                    Some(m) => {
+                        matched = m;
+                        j.taken.push(t.transit_id);
+                    }
+                    None => j.without_match.push(t.transit_id),
+                }
+            }
+            j.acc.add_transit(t, matched);
+        }
+        j
     }
 
     /// Records held (taken ones not yet dropped included).
