@@ -10,7 +10,9 @@
 //! ```
 //! `split DIR N` rewrites the transits as N files in `DIR/located-split`, as
 //! the locate stage delivers them (one per chunk), for memory measurements
-//! not dominated by one huge mapped input file.
+//! not dominated by one huge mapped input file; `replicate DIR K` then
+//! writes K copies of those files (ids offset by k·2^40, same positions) in
+//! `DIR/located-xK`: a day K times larger without holding it in memory.
 //! `run` times the whole product-to-product path of `meridian-xmatch` (read
 //! and match, finish, write) stage by stage; `repeat DIR N` only the match, N
 //! times (a subject for profilers; `XM_DUMP=FILE` keeps the records).
@@ -42,6 +44,7 @@ fn main() {
         "repeat" => repeat_match(&dir, args.get(2).map_or(3, |n| n.parse().unwrap())),
         "run" => whole_run(&dir),
         "split" => split(&dir, args[2].parse().unwrap()),
+        "replicate" => replicate(&dir, args[2].parse().unwrap()),
         other => panic!("unknown phase {other}"),
     };
     println!("{json}");
@@ -251,6 +254,29 @@ fn split(dir: &Path, parts: u64) -> String {
         w.finish().unwrap();
     }
     format!("{{\"phase\":\"split\",\"transits\":{total},\"parts\":{parts}}}")
+}
+
+/// K copies of `DIR/located-split`, streamed, in `DIR/located-xK`.
+fn replicate(dir: &Path, copies: u64) -> String {
+    let out = dir.join(format!("located-x{copies}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let files = product::find_products(dir.join("located-split")).unwrap();
+    for k in 0..copies {
+        for (i, file) in files.iter().enumerate() {
+            let name = format!("part-{k:03}-{i:05}.mprod");
+            let mut writer = product::ProductWriter::create(out.join(name)).unwrap();
+            for transit in product::ProductReader::<Transit>::open(file).unwrap() {
+                let mut transit = transit.unwrap();
+                transit.transit_id += k << 40;
+                writer.push(&transit).unwrap();
+            }
+            writer.finish().unwrap();
+        }
+    }
+    format!(
+        "{{\"phase\":\"replicate\",\"copies\":{copies},\"files\":{}}}",
+        files.len()
+    )
 }
 
 /// Only the timed match, `n` times: a clean subject for a profiler

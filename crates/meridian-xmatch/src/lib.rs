@@ -21,7 +21,12 @@
 //! - [`matcher`]: ICD §8 per transit, grouped by cell, on rayon.
 //! - [`newsource`]: linking unmatched transits into new-source groups.
 //! - [`run`]: whole runs over product folders, `--region` partials and their
-//!   merge (design in its module docs).
+//!   merge (design in its module docs), in memory.
+//! - [`stream`]: the same runs written straight into their output folder with
+//!   memory bounded by the batch size: each batch's sorted records spilled to
+//!   a hidden scratch folder and merged into the products (byte-identical to
+//!   [`run`]'s), exact separation quantiles with bounded memory; what the
+//!   `meridian-xmatch` binary uses.
 //!
 //! Semantics chosen where the ICD is silent (also in the modules):
 //! - "within the radius" is inclusive (separation ≤ radius), for candidates and

@@ -16,6 +16,7 @@
 use crate::run::RunError;
 use meridian_core::product::{ProductError, ProductReader, ProductWriter};
 use meridian_core::records::{Match, Record, Transit};
+use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -67,24 +68,27 @@ impl SpillDir {
     }
 
     /// Writes one sorted run as segment files; returns their paths in order.
-    pub fn write_run<R: Record>(&mut self, records: &[R]) -> Result<Vec<PathBuf>, RunError> {
+    /// Segments are independent files, written in parallel (each one's
+    /// compression and fsync overlap the others').
+    pub fn write_run<R: Record + Sync>(&mut self, records: &[R]) -> Result<Vec<PathBuf>, RunError> {
         self.ensure_dir()?;
-        let mut segments = Vec::new();
-        for chunk in records.chunks(SEGMENT_RECORDS) {
-            let path = self.dir.join(format!(
-                "{}-{:08}.mprod",
-                R::KIND.as_str(),
-                self.next_segment
-            ));
-            self.next_segment += 1;
-            let mut writer = ProductWriter::<R>::with_level(&path, SPILL_LEVEL)?;
-            for r in chunk {
-                writer.push(r)?;
-            }
-            writer.finish()?;
-            segments.push(path);
-        }
-        Ok(segments)
+        let first = self.next_segment;
+        let chunks = records.chunks(SEGMENT_RECORDS);
+        self.next_segment += chunks.len() as u64;
+        records
+            .par_chunks(SEGMENT_RECORDS)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let name = format!("{}-{:08}.mprod", R::KIND.as_str(), first + i as u64);
+                let path = self.dir.join(name);
+                let mut writer = ProductWriter::<R>::with_level(&path, SPILL_LEVEL)?;
+                for r in chunk {
+                    writer.push(r)?;
+                }
+                writer.finish()?;
+                Ok(path)
+            })
+            .collect()
     }
 
     /// A path for a scratch file of this name in the folder (created if needed).

@@ -8,29 +8,38 @@
 //! Each batch's `match` records (sorted by `transit_id`) become a sorted run.
 //! The latest batch's run stays in memory; when the next batch is matched, the
 //! run before it is handed to a spill thread that writes it as small segment
-//! files under `OUT/.xmatch-spill/` ([`crate::spill`]), overlapping the
-//! matching. A day that fits one batch never touches the disk. Once every
-//! batch is matched, the unmatched transits are linked into new-source groups
-//! (in memory: see below), and `match.mprod` is written by one streaming k-way
-//! merge of the runs and the new-source records, which also checks that no
-//! `transit_id` appears twice and computes the summary in the same pass.
+//! product files under `OUT/.xmatch-spill/` (zstd level −7; the crate's
+//! `spill` module), overlapping the matching. A day that fits one batch never
+//! touches the disk. Once every batch is matched, the unmatched transits are
+//! linked into new-source groups (in memory: see below), and `match.mprod` is
+//! written by one streaming k-way merge of the runs and the new-source
+//! records, which also checks that no `transit_id` appears twice and counts
+//! the summary in the same pass; encoding and compressing the product runs on
+//! a writer thread beside the merge. Region partials spill and merge their
+//! matched records and their unmatched transits the same way, and
+//! [`merge_to_dir`] merges the partials' (sorted) files as runs.
 //!
-//! The separation quantiles are exact: each batch adds its separations to a
-//! histogram of 2^20 buckets (by the top bits of the float's order key), which
-//! tells before the merge which bucket holds each wanted rank; the merge keeps
-//! only the values falling in those buckets and picks the ranks among them.
+//! The separation quantiles are exact and need bounded memory (the crate's
+//! `separations` module): a histogram of every value, the values of spilled
+//! batches in a raw scratch file, and one or two passes over them to select
+//! the wanted ranks.
 //!
 //! # Memory
-//! Peak ≈ two batches of transits (one read ahead) and the matcher's working
-//! set for one, plus two batches of `match` records (the latest and the one
-//! being spilled), plus per spilled run a reader (≈ 0.3 MiB of buffers and at
-//! most one mapped segment of ≈ 1–2 MiB) during the merge, plus the index
-//! mapping, plus 8 MiB of histogram, plus the unmatched transits: linking
-//! needs all of them at once (ICD §8 groups may span the whole day), at
-//! about 90 octets each while linking and 16 during the merge. That last term
-//! is the only one that grows with the day; it is the unmatched fraction of
-//! it (10 % on the synthetic benchmark sky: 7 M transits, ≈ 0.6 GiB at 70 M).
-//!
+//! Peak ≈ the matching of one batch (its transits, one more batch read ahead,
+//! the matcher's working set: about 0.7 KiB per transit of the batch,
+//! measured) plus two batches of `match` records (the latest, and the one
+//! being spilled), plus, during the merge, a reader per spilled run (its
+//! buffers and at most one mapped segment of ≈ 1 MiB: ≈ 1.5 MiB per run,
+//! so the number of runs, day / batch, should stay in the hundreds), plus
+//! the index mapping and each input file's mapping while it is read (the
+//! product reader maps a whole file), plus the unmatched transits: linking
+//! needs all of them at once (ICD §8 groups may span the whole day), at 40
+//! octets each while matching (more while a vector grows), about 90 while
+//! linking and 16 during the merge. That last term is the only one that grows
+//! with the day: with the benchmark sky's 10 % unmatched, ≈ 0.3–0.6 GiB at
+//! 70 M transits. Before, every `match` record (≈ 120 octets) was held until
+//! the end: ≈ 8 GiB at 70 M.
+
 //! # Crash safety
 //! Every product is written under a temporary name and renamed (product
 //! module). The completion marker (`xmatch-summary.json`, or
