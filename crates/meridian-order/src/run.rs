@@ -729,7 +729,11 @@ fn write_part<R: StreamRecord>(
     };
     // Most runs have no conflict at all: skip hashing every record's key then.
     let conflicted = |r: &R| !ctx.conflicted.is_empty() && ctx.conflicted.contains(&packet_key(r));
+    // One chunk's kept records at a time; the vector is reused so it does not
+    // grow again from empty for every chunk.
+    let mut kept = Vec::new();
     for &chunk in chunks {
+        kept.clear();
         let start = chunk * ctx.chunk_ns;
         let old = prev.get(&(stream, start));
         let version = old.map_or(1, |c| c.version + 1);
@@ -739,7 +743,6 @@ fn write_part<R: StreamRecord>(
         };
         let mut old_head = next_of(&mut existing)?;
         let (mut added, mut removed, mut merged) = (0u64, 0u64, 0u64);
-        let mut kept = Vec::new();
         loop {
             let from_new = incoming
                 .peek()
