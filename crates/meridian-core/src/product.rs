@@ -362,9 +362,47 @@ pub struct ProductReader<R: Record> {
     start: usize,
     end: usize,
     body_done: bool,
+    /// Octets of the mapping already given back (see [`release_mapped`]).
+    released: usize,
     remaining: u64,
     failed: bool,
     _kind: PhantomData<fn() -> R>,
+}
+
+/// Mapped pages already read are given back to the kernel in steps of this
+/// size, so reading a product costs resident memory of one step, not of the
+/// file (a day's `match.mprod` is gigabytes at full scale).
+const RELEASE_STEP: usize = 32 << 20;
+
+/// xxh3-64 of the body (after the header), releasing the pages as it goes.
+fn checksum_releasing(map: &Mmap) -> u64 {
+    let body = &map[HEADER_LEN..];
+    if body.len() <= RELEASE_STEP {
+        return xxh3_64(body);
+    }
+    let mut hasher = Xxh3::new();
+    for (i, piece) in body.chunks(RELEASE_STEP).enumerate() {
+        hasher.update(piece);
+        let from = HEADER_LEN + i * RELEASE_STEP;
+        release_mapped(map, from, from + piece.len());
+    }
+    hasher.digest()
+}
+
+/// Drops the mapping's pages in `from..to` from this process's resident set.
+/// They stay in the page cache; a later access faults them in again.
+fn release_mapped(map: &Mmap, from: usize, to: usize) {
+    #[cfg(unix)]
+    if to > from {
+        // SAFETY: the mapping is a read-only shared mapping of a published
+        // product file, which nothing of ours modifies (see `open`): dropping
+        // its pages cannot change what a later read of them sees, and no
+        // reference into the range outlives this call's callers' reads.
+        // Failure only means the pages stay resident.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+        };
+    }
 }
 
 /// Reads and checks only the header of a product file (for tools that dispatch on kind).
@@ -427,7 +465,7 @@ impl<R: Record> ProductReader<R> {
                 ),
             ));
         }
-        if xxh3_64(&map[HEADER_LEN..]) != header.body_checksum {
+        if checksum_releasing(&map) != header.body_checksum {
             return Err(ProductError::corrupt(&path, "body checksum mismatch"));
         }
         let mut cursor = Cursor::new(map);
@@ -443,6 +481,7 @@ impl<R: Record> ProductReader<R> {
             start: 0,
             end: 0,
             body_done: false,
+            released: 0,
             _kind: PhantomData,
         })
     }
@@ -524,6 +563,11 @@ impl<R: Record> ProductReader<R> {
         };
         self.end += n;
         self.body_done = n == 0;
+        let consumed = self.decoder.get_ref().position() as usize;
+        if consumed - self.released >= RELEASE_STEP {
+            release_mapped(self.decoder.get_ref().get_ref(), self.released, consumed);
+            self.released = consumed;
+        }
         Ok(n)
     }
 }

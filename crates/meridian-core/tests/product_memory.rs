@@ -1,0 +1,68 @@
+//! Reading a product does not keep the whole file resident: the mapped pages
+//! already read are given back as the reader goes (a full-scale day's
+//! `match.mprod` is gigabytes). Alone in its test binary so that no other test
+//! moves this process's resident set meanwhile.
+
+use meridian_core::ProductReader;
+use meridian_core::product::ProductWriter;
+use meridian_core::records::UnknownPacket;
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Octets that zstd cannot shrink much (xorshift64*).
+fn noise(state: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state >> 12;
+            *state ^= *state << 25;
+            *state ^= *state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn reading_a_large_product_keeps_little_of_it_resident() {
+    if status_kib("VmHWM:").is_none() || std::fs::write("/proc/self/clear_refs", "5").is_err() {
+        eprintln!("no /proc peak-memory accounting here: nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.mprod");
+    let mut writer = ProductWriter::<UnknownPacket>::create(&path).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for seq in 0..160u16 {
+        let record = UnknownPacket {
+            delivery: "d".into(),
+            apid: 0x3FF,
+            service: None,
+            subtype: None,
+            seq,
+            obt_ns: None,
+            bytes: noise(&mut state, 512 << 10),
+            offset: 0,
+        };
+        writer.push(&record).unwrap();
+    }
+    writer.finish().unwrap();
+    let file_mib = std::fs::metadata(&path).unwrap().len() >> 20;
+    assert!(file_mib >= 80, "the file must be large: {file_mib} MiB");
+
+    let before_kib = status_kib("VmRSS:").unwrap();
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let mut read = 0;
+    for record in ProductReader::<UnknownPacket>::open(&path).unwrap() {
+        assert_eq!(record.unwrap().seq, read);
+        read += 1;
+    }
+    assert_eq!(read, 160);
+    let grew_mib = status_kib("VmHWM:").unwrap().saturating_sub(before_kib) >> 10;
+    assert!(
+        grew_mib < 64,
+        "reading a {file_mib} MiB product raised the peak by {grew_mib} MiB"
+    );
+}
