@@ -450,8 +450,13 @@ impl Plan {
             }
             drop(done_tx);
             let mut pending: HashMap<u64, (Vec<InputRef>, ChunkCounts)> = HashMap::new();
-            for batch in jobs.chunks(self.batch_chunks) {
-                let inputs = BatchInputs::load(&self.in_dir, batch);
+            let batches: Vec<&[ChunkJob]> = jobs.chunks(self.batch_chunks).collect();
+            let mut carried = HashMap::new();
+            for (index, batch) in batches.iter().copied().enumerate() {
+                let inputs = BatchInputs::load(&self.in_dir, batch, std::mem::take(&mut carried));
+                if let Some(next) = batches.get(index + 1) {
+                    carried = inputs.carry_to(next);
+                }
                 let results: Vec<_> = batch
                     .par_iter()
                     .map(|job| {
@@ -695,7 +700,13 @@ struct BatchInputs {
 }
 
 impl BatchInputs {
-    fn load(in_dir: &Path, batch: &[ChunkJob]) -> BatchInputs {
+    /// Reads and locates what `batch` needs, taking the chunks in `carried`
+    /// (located by the previous batch) as they are.
+    fn load(
+        in_dir: &Path,
+        batch: &[ChunkJob],
+        mut carried: HashMap<u64, Arc<LocatedChunk>>,
+    ) -> BatchInputs {
         let mut locate: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
         let mut ids_only: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
         let mut attitude: BTreeMap<u64, &ChunkEntry> = BTreeMap::new();
@@ -711,6 +722,14 @@ impl BatchInputs {
             }
         }
         ids_only.retain(|k, _| !locate.contains_key(k));
+        let mut reused: HashMap<u64, Result<Arc<LocatedChunk>, String>> = HashMap::new();
+        for k in locate.keys().chain(ids_only.keys()) {
+            if let Some(chunk) = carried.remove(k) {
+                reused.insert(*k, Ok(chunk));
+            }
+        }
+        locate.retain(|k, _| !reused.contains_key(k));
+        ids_only.retain(|k, _| !reused.contains_key(k));
         let read_windows = |c: &ChunkEntry| -> Result<Vec<Window>, String> {
             read_all::<Window>(in_dir.join(&c.path)).map_err(|e| e.to_string())
         };
@@ -732,13 +751,14 @@ impl BatchInputs {
             }
         }
         let series = AttitudeSeries::from_records(&records);
-        let located = locate
+        let mut located: HashMap<u64, Result<Arc<LocatedChunk>, String>> = locate
             .par_iter()
             .map(|(&k, c)| {
                 let chunk = read_windows(c).map(|ws| Arc::new(LocatedChunk::new(&ws, &series)));
                 (k, chunk)
             })
             .collect();
+        located.extend(reused);
         let transit_ids = ids_only
             .par_iter()
             .map(|(&k, c)| {
@@ -752,6 +772,32 @@ impl BatchInputs {
             transit_ids,
             attitude_failures,
         }
+    }
+
+    /// The located chunks the `next` batch needs (as its own, later or earlier
+    /// chunks), so it need not read and fit them again. A chunk located here
+    /// is what the next batch would compute: its windows' attitude lies within
+    /// the attitude range of the job that needed it (module docs). Nothing is
+    /// carried from a batch that could not read some attitude, so a failure
+    /// is met again, as without carrying.
+    fn carry_to(&self, next: &[ChunkJob]) -> HashMap<u64, Arc<LocatedChunk>> {
+        if !self.attitude_failures.is_empty() {
+            return HashMap::new();
+        }
+        let needed: HashSet<u64> = next
+            .iter()
+            .flat_map(|job| {
+                std::iter::once(&job.own)
+                    .chain(&job.after)
+                    .chain(&job.before)
+            })
+            .map(|c| c.start_obt_ns)
+            .collect();
+        self.located
+            .iter()
+            .filter(|(k, _)| needed.contains(k))
+            .filter_map(|(k, r)| Some((*k, Arc::clone(r.as_ref().ok()?))))
+            .collect()
     }
 
     fn located(&self, c: &ChunkEntry) -> Result<&Arc<LocatedChunk>, LocateError> {

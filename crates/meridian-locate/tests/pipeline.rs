@@ -322,3 +322,41 @@ fn lost_outputs_are_remade_and_a_second_run_is_locked_out() {
     drop(held);
     assert!(plan(input.path(), out.path()).is_ok());
 }
+
+#[test]
+fn a_corrupt_chunk_at_a_batch_boundary_fails_the_same_in_any_batches() {
+    // Batches of two chunks: the corrupt third chunk is the later chunk of the
+    // first batch and the own chunk of the second, so the second batch must meet
+    // the failure again rather than take anything over from the first.
+    let (sim, attitude, _) = sim_stretch(21, 90, T0, 6 * CHUNK);
+    let windows = windows_of(&sim);
+    let input = tempfile::tempdir().unwrap();
+    let manifest = write_ordered(input.path(), CHUNK, &windows, &attitude, |_, _| 1);
+    let corrupt = manifest.chunks_of(Stream::Window).nth(2).unwrap().clone();
+    let path = input.path().join(&corrupt.path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let batched = tempfile::tempdir().unwrap();
+    let s = plan(input.path(), batched.path())
+        .unwrap()
+        .with_batch_chunks(2)
+        .execute(&meridian_core::stage::NoProgress)
+        .unwrap();
+    // The corrupt chunk and its neighbours, which read it for their transits.
+    let failed: Vec<u64> = s.chunks_failed.iter().map(|f| f.start_obt_ns).collect();
+    let expected: Vec<u64> = manifest
+        .chunks_of(Stream::Window)
+        .skip(1)
+        .take(3)
+        .map(|c| c.start_obt_ns)
+        .collect();
+    assert_eq!(failed, expected, "{s:?}");
+    let one_batch = tempfile::tempdir().unwrap();
+    let s1 = run(input.path(), one_batch.path());
+    assert_eq!(s1.chunks_failed, s.chunks_failed);
+    assert_eq!(s1.chunks_processed, s.chunks_processed);
+    assert_eq!(snapshot(batched.path()), snapshot(one_batch.path()));
+}
