@@ -322,6 +322,41 @@ mod tests {
         assert!(!path.exists());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Any runs, some spilled and some in memory, merge into the stable
+        /// sort of their concatenation (ties: run order, then order in the run).
+        #[test]
+        fn merge_equals_a_stable_sort(
+            runs in proptest::collection::vec(proptest::collection::vec(0u64..40, 0..30), 0..6),
+            spilled in proptest::collection::vec(proptest::bool::ANY, 6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spill = SpillDir::new(dir.path()).unwrap();
+            let mut sources = Vec::new();
+            let mut all = Vec::new();
+            for (r, keys) in runs.iter().enumerate() {
+                let mut keys = keys.clone();
+                keys.sort_unstable();
+                // n_candidates tags each record with its run and place.
+                let records: Vec<Match> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| rec(k, (r * 100 + i) as u32))
+                    .collect();
+                all.extend(records.clone());
+                sources.push(if spilled[r] {
+                    file_run::<Match>(spill.write_run(&records).unwrap(), true)
+                } else {
+                    memory_run(records)
+                });
+            }
+            all.sort_by_key(|m| m.transit_id);
+            let merged: Vec<Match> = Merge::new(sources).unwrap().map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(merged, all);
+        }
+    }
+
     #[test]
     fn an_unsorted_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();

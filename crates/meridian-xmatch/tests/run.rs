@@ -467,3 +467,32 @@ fn streaming_merge_refuses_mixed_radii_and_overlapping_parts() {
     assert!(err.to_string().contains("more than once"), "{err}");
     assert!(!out.join(SUMMARY_FILE).exists());
 }
+
+#[test]
+fn an_empty_day_and_a_day_without_positions_give_the_same_products() {
+    let f = fixture();
+    for (k, transits) in [vec![], f.transits.iter().take(3).cloned().collect()]
+        .into_iter()
+        .enumerate()
+    {
+        let located = f.root.join(format!("located-{k}"));
+        std::fs::create_dir_all(&located).unwrap();
+        let transits: Vec<Transit> = transits
+            .into_iter()
+            .map(|t| Transit { ra: None, ..t })
+            .collect();
+        product::write_all(located.join("t.mprod"), &transits).unwrap();
+        let files = run::transit_products(&located).unwrap();
+        let no_progress = meridian_core::stage::NoProgress;
+        let opts = RunOptions::default();
+        let part = run::match_files(&f.index, &files, &opts, &no_progress).unwrap();
+        let (records, summary) = run::finish_run(vec![part]).unwrap();
+        let old = f.root.join(format!("old-{k}"));
+        run::write_final(&old, &records, &summary).unwrap();
+        let new = f.root.join(format!("new-{k}"));
+        let streamed = run::run_whole(&f.index, &files, &opts, &new, &no_progress).unwrap();
+        assert_eq!(streamed, summary);
+        assert_eq!(streamed.transits_without_position, transits.len() as u64);
+        assert_eq!(files_of(&new), files_of(&old));
+    }
+}
