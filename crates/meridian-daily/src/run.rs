@@ -432,16 +432,15 @@ fn xmatch(
         radius_arcsec: cfg.radius_arcsec,
         ..Default::default()
     };
-    let part = run::match_files(
+    // Streamed: memory bounded by the batch, not by the day's transits.
+    meridian_xmatch::run_whole(
         &index,
         &files,
         &opts,
+        &cfg.out.join("matched"),
         &StageProgress::new(progress, "xmatch"),
     )
-    .map_err(|e| err(&e))?;
-    let (records, summary) = run::finish_run(vec![part]).map_err(|e| err(&e))?;
-    run::write_final(&cfg.out.join("matched"), &records, &summary).map_err(|e| err(&e))?;
-    Ok(summary)
+    .map_err(|e| err(&e))
 }
 
 fn write_outputs(out: &Path, manifest: &RunManifest) -> Result<(), DailyError> {
