@@ -94,6 +94,7 @@ pub fn run_whole(
     let matcher = Matcher::new(index, opts.radius_arcsec)?;
     let mut spill = SpillDir::new(out)?;
     let mut seps = Separations::default();
+    // Kept per batch, concatenated once at the end: no doubling slack.
     let mut unmatched = Vec::new();
     let batches = match_and_spill(
         files,
@@ -104,7 +105,9 @@ pub fn run_whole(
         |batch| {
             let outcome = matcher.match_batch(&batch);
             drop(batch);
-            unmatched.extend(outcome.unmatched);
+            let mut batch_unmatched = outcome.unmatched;
+            batch_unmatched.shrink_to_fit();
+            unmatched.push(batch_unmatched);
             BatchRecords {
                 matched: outcome.matched,
                 unmatched: Vec::new(),
@@ -118,7 +121,7 @@ pub fn run_whole(
         transits_read: counts.read,
         transits_without_position: counts.without_position,
     };
-    write_final_streaming(out, &[info], runs, unmatched, seps)
+    write_final_streaming(out, &[info], runs, concat(unmatched), seps)
 }
 
 /// Matches the transits of `files` in `opts.region` and writes the partial
@@ -214,6 +217,15 @@ pub fn merge_to_dir(parts: &[PathBuf], out: &Path) -> Result<XmatchSummary, RunE
         .map(|p| file_run(vec![p.join(PARTIAL_MATCHED_FILE)], false))
         .collect();
     write_final_streaming(out, &infos, runs, unmatched, seps)
+}
+
+/// One vector of exactly the parts' length, each part freed once copied.
+fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        all.extend(part);
+    }
+    all
 }
 
 /// Creates `out` and clears what an earlier, killed run may have left: the
