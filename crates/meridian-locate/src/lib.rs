@@ -32,7 +32,7 @@
 //! contraction stop); the criterion bench `benches/fit.rs` compares it with a
 //! centre-of-mass centroid over the same windows, `benches/locate.rs` times a
 //! whole run. On the 1 % benchmark day's ordered folder (9.17 M windows) the
-//! stage runs ≈ 9 500 instructions per window (callgrind; 13 500 before this
+//! stage runs ≈ 9 600 instructions per window (callgrind; 13 500 before this
 //! round of work), about half of them in the fit and a quarter reading and
 //! writing products. `examples/convergence.rs` checks the fit's early stop over
 //! an ordered folder; `examples/compare_located.rs` diffs two output folders.
