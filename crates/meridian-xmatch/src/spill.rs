@@ -73,14 +73,12 @@ impl SpillDir {
     pub fn write_run<R: Record + Sync>(&mut self, records: &[R]) -> Result<Vec<PathBuf>, RunError> {
         self.ensure_dir()?;
         let first = self.next_segment;
-        let chunks = records.chunks(SEGMENT_RECORDS);
-        self.next_segment += chunks.len() as u64;
+        self.next_segment += records.chunks(SEGMENT_RECORDS).len() as u64;
         records
             .par_chunks(SEGMENT_RECORDS)
             .enumerate()
             .map(|(i, chunk)| {
-                let name = format!("{}-{:08}.mprod", R::KIND.as_str(), first + i as u64);
-                let path = self.dir.join(name);
+                let path = self.segment_path::<R>(first + i as u64);
                 let mut writer = ProductWriter::<R>::with_level(&path, SPILL_LEVEL)?;
                 for r in chunk {
                     writer.push(r)?;
@@ -89,6 +87,40 @@ impl SpillDir {
                 Ok(path)
             })
             .collect()
+    }
+
+    /// Writes a sorted stream of records as one run of segment files.
+    pub fn write_stream<R: Record>(
+        &mut self,
+        records: impl Iterator<Item = Result<R, RunError>>,
+    ) -> Result<Vec<PathBuf>, RunError> {
+        self.ensure_dir()?;
+        let mut segments = Vec::new();
+        let mut writer: Option<ProductWriter<R>> = None;
+        for record in records {
+            let record = record?;
+            let segment = match writer.take() {
+                Some(w) if (w.count() as usize) < SEGMENT_RECORDS => w,
+                full => {
+                    if let Some(w) = full {
+                        w.finish()?;
+                    }
+                    let path = self.segment_path::<R>(self.next_segment);
+                    self.next_segment += 1;
+                    segments.push(path.clone());
+                    ProductWriter::with_level(&path, SPILL_LEVEL)?
+                }
+            };
+            writer.insert(segment).push(&record)?;
+        }
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        Ok(segments)
+    }
+
+    fn segment_path<R: Record>(&self, n: u64) -> PathBuf {
+        self.dir.join(format!("{}-{n:08}.mprod", R::KIND.as_str()))
     }
 
     /// A path for a scratch file of this name in the folder (created if needed).
@@ -220,6 +252,37 @@ impl<R: Record + Keyed> Iterator for FileRun<R> {
     }
 }
 
+/// Runs a merge reads at once at most: each costs about 2 MiB while open
+/// (reader and decoder buffers, one mapped segment), so a day of many batches
+/// first merges some of its runs together (see [`limit_runs`]).
+pub const MAX_OPEN_RUNS: usize = 64;
+
+/// Merges groups of consecutive runs into single spilled runs until at most
+/// `max_open` remain, each group at most `max_open` runs, so that no merge
+/// holds more readers; consecutive groups keep the merge stable. Only the
+/// excess is merged twice: 70 runs and a limit of 64 merge 7 of them first.
+pub fn limit_runs<'a, R: Record + Keyed>(
+    mut runs: Vec<RunSource<'a, R>>,
+    spill: &mut SpillDir,
+    max_open: usize,
+) -> Result<Vec<RunSource<'a, R>>, RunError> {
+    let max_open = max_open.max(2);
+    let mut pos = 0;
+    while runs.len() > max_open {
+        if runs.len() - pos < 2 {
+            pos = 0;
+        }
+        let take = (runs.len() - max_open + 1)
+            .min(max_open)
+            .min(runs.len() - pos);
+        let group: Vec<_> = runs.drain(pos..pos + take).collect();
+        let merged = spill.write_stream(Merge::new(group)?)?;
+        runs.insert(pos, file_run(merged, true));
+        pos += 1;
+    }
+    Ok(runs)
+}
+
 /// A k-way merge of sorted runs by key; equal keys come out in run order.
 pub struct Merge<'a, R> {
     runs: Vec<RunSource<'a, R>>,
@@ -325,11 +388,14 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// Any runs, some spilled and some in memory, merge into the stable
-        /// sort of their concatenation (ties: run order, then order in the run).
+        /// sort of their concatenation (ties: run order, then order in the
+        /// run), also when groups of them are first merged to limit the
+        /// runs open at once.
         #[test]
         fn merge_equals_a_stable_sort(
-            runs in proptest::collection::vec(proptest::collection::vec(0u64..40, 0..30), 0..6),
-            spilled in proptest::collection::vec(proptest::bool::ANY, 6),
+            runs in proptest::collection::vec(proptest::collection::vec(0u64..40, 0..30), 0..12),
+            spilled in proptest::collection::vec(proptest::bool::ANY, 12),
+            max_open in 0usize..6,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let mut spill = SpillDir::new(dir.path()).unwrap();
@@ -352,7 +418,9 @@ mod tests {
                 });
             }
             all.sort_by_key(|m| m.transit_id);
-            let merged: Vec<Match> = Merge::new(sources).unwrap().map(Result::unwrap).collect();
+            let limited = limit_runs(sources, &mut spill, max_open).unwrap();
+            proptest::prop_assert!(limited.len() <= max_open.max(2));
+            let merged: Vec<Match> = Merge::new(limited).unwrap().map(Result::unwrap).collect();
             proptest::prop_assert_eq!(merged, all);
         }
     }

@@ -28,9 +28,10 @@
 //! Peak ≈ the matching of one batch (its transits, one more batch read ahead,
 //! the matcher's working set: about 0.7 KiB per transit of the batch,
 //! measured) plus two batches of `match` records (the latest, and the one
-//! being spilled), plus, during the merge, a reader per spilled run (its
-//! buffers and at most one mapped segment of ≈ 1 MiB: ≈ 1.5 MiB per run,
-//! so the number of runs, day / batch, should stay in the hundreds), plus
+//! being spilled), plus, during the merge, a reader per run (its buffers
+//! and at most one mapped segment: ≈ 2 MiB, measured) for at most 64 runs:
+//! a day of more batches first merges groups of consecutive runs into one
+//! (only the excess is rewritten: 70 runs cost 7 runs' records more), plus
 //! the index mapping and each input file's mapping while it is read (the
 //! product reader maps a whole file), plus the unmatched transits: linking
 //! needs all of them at once (ICD §8 groups may span the whole day), at 40
@@ -57,7 +58,9 @@ use crate::run::{
     ReadCounts, Region, RunError, RunOptions, SUMMARY_FILE, XmatchSummary,
 };
 use crate::separations::Separations;
-use crate::spill::{Keyed, Merge, RunSource, SpillDir, file_run, memory_run};
+use crate::spill::{
+    Keyed, MAX_OPEN_RUNS, Merge, RunSource, SpillDir, file_run, limit_runs, memory_run,
+};
 use meridian_core::product::{ProductReader, ProductWriter};
 use meridian_core::records::{Match, Record, Transit};
 use meridian_core::stage::Progress;
@@ -121,7 +124,7 @@ pub fn run_whole(
         transits_read: counts.read,
         transits_without_position: counts.without_position,
     };
-    write_final_streaming(out, &[info], runs, concat(unmatched), seps)
+    write_final_streaming(out, &[info], &mut spill, runs, concat(unmatched), seps)
 }
 
 /// Matches the transits of `files` in `opts.region` and writes the partial
@@ -172,7 +175,9 @@ pub fn run_region(
         transits_read: counts.read,
         transits_without_position: counts.without_position,
     };
+    let matched = limit_runs(matched, &mut spill, MAX_OPEN_RUNS)?;
     let matched = write_merged(&out.join(PARTIAL_MATCHED_FILE), matched)?;
+    let unmatched = limit_runs(unmatched, &mut spill, MAX_OPEN_RUNS)?;
     let unmatched = write_merged(&out.join(PARTIAL_UNMATCHED_FILE), unmatched)?;
     crate::run::write_json(&out.join(PARTIAL_INFO_FILE), &info)?;
     Ok(PartialCounts {
@@ -216,7 +221,7 @@ pub fn merge_to_dir(parts: &[PathBuf], out: &Path) -> Result<XmatchSummary, RunE
         .iter()
         .map(|p| file_run(vec![p.join(PARTIAL_MATCHED_FILE)], false))
         .collect();
-    write_final_streaming(out, &infos, runs, unmatched, seps)
+    write_final_streaming(out, &infos, &mut spill, runs, unmatched, seps)
 }
 
 /// One vector of exactly the parts' length, each part freed once copied.
@@ -440,7 +445,8 @@ fn write_streamed<R: Record, T>(
 fn write_final_streaming(
     out: &Path,
     infos: &[PartialInfo],
-    mut runs: Runs<Match>,
+    spill: &mut SpillDir,
+    runs: Runs<Match>,
     unmatched: Vec<TransitPos>,
     mut seps: Separations,
 ) -> Result<XmatchSummary, RunError> {
@@ -449,6 +455,7 @@ fn write_final_streaming(
         .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |i| i.radius_arcsec);
     let radius_rad = radius_arcsec * meridian_core::geom::RAD_PER_ARCSEC;
     let started = std::time::Instant::now();
+    let mut runs = limit_runs(runs, spill, MAX_OPEN_RUNS)?;
     let names = link_new_sources(&unmatched, radius_rad);
     let mut new: Vec<(u64, u64)> = unmatched.iter().map(|t| t.transit_id).zip(names).collect();
     drop(unmatched);
