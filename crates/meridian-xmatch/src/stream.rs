@@ -455,12 +455,13 @@ fn write_final_streaming(
         .map_or(crate::matcher::DEFAULT_RADIUS_ARCSEC, |i| i.radius_arcsec);
     let radius_rad = radius_arcsec * meridian_core::geom::RAD_PER_ARCSEC;
     let started = std::time::Instant::now();
-    let mut runs = limit_runs(runs, spill, MAX_OPEN_RUNS)?;
     let names = link_new_sources(&unmatched, radius_rad);
     let mut new: Vec<(u64, u64)> = unmatched.iter().map(|t| t.transit_id).zip(names).collect();
     drop(unmatched);
     new.par_sort_unstable();
     let group_sizes = group_sizes(new.iter().map(|&(_, name)| name).collect());
+    // After linking, whose memory is the largest of the finish: not on top of it.
+    let mut runs = limit_runs(runs, spill, MAX_OPEN_RUNS)?;
     runs.push(Box::new(new.into_iter().map(|(id, name)| {
         Ok(Match {
             transit_id: id,
