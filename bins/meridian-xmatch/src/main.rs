@@ -28,7 +28,8 @@ use std::path::PathBuf;
 /// and removed when a run starts; rerunning a killed run gives the same
 /// products.
 ///
-/// Exit codes: 0 success; 2 no complete products written (bad arguments, unreadable index
+/// Exit codes: 0 success; 2 failed: no `xmatch-summary.json` (or `xmatch-region.json`), so
+/// other files in OUT are incomplete or stale (bad arguments, unreadable index
 /// or inputs, unwritable output).
 #[derive(Parser)]
 #[command(version, about, long_about, args_conflicts_with_subcommands = true)]

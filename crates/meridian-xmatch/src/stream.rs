@@ -27,13 +27,13 @@
 //! # Memory
 //! Peak ≈ the matching of one batch (its transits, one more batch read ahead,
 //! the matcher's working set: about 0.7 KiB per transit of the batch,
-//! measured) plus two batches of `match` records (the latest, and the one
-//! being spilled), plus, during the merge, a reader per run (its buffers
+//! measured) plus three batches of `match` records (the one being spilled,
+//! the one waiting to be handed to the spill thread, and the latest), plus, during the merge, a reader per run (its buffers
 //! and at most one mapped segment: ≈ 2 MiB, measured) for at most 64 runs:
 //! a day of more batches first merges groups of consecutive runs into one
 //! (only the excess is rewritten: 70 runs cost 7 runs' records more), plus
-//! the index mapping and each input file's mapping while it is read (the
-//! product reader maps a whole file), plus the unmatched transits: linking
+//! the index mapping and up to 32 MiB of each input file's mapping while it
+//! is read (the product reader gives read pages back), plus the unmatched transits: linking
 //! needs all of them at once (ICD §8 groups may span the whole day), at 40
 //! octets each while matching (more while a vector grows), about 90 while
 //! linking and 16 during the merge. That last term is the only one that grows
@@ -93,8 +93,10 @@ pub fn run_whole(
             detail: "a region run writes a partial result (run_region), not the final one".into(),
         });
     }
-    prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
+    // Arguments are checked before the folder is touched: a bad radius must
+    // not mark a finished earlier run incomplete.
     let matcher = Matcher::new(index, opts.radius_arcsec)?;
+    prepare_out(out, &[MATCH_FILE, SUMMARY_FILE])?;
     let mut spill = SpillDir::new(out)?;
     let mut seps = Separations::default();
     // Kept per batch, concatenated once at the end: no doubling slack.
@@ -143,6 +145,7 @@ pub fn run_region(
             detail: "a partial result needs a region (run_whole writes the final one)".into(),
         });
     };
+    let matcher = Matcher::new(index, opts.radius_arcsec)?;
     prepare_out(
         out,
         &[
@@ -151,7 +154,6 @@ pub fn run_region(
             PARTIAL_INFO_FILE,
         ],
     )?;
-    let matcher = Matcher::new(index, opts.radius_arcsec)?;
     let mut spill = SpillDir::new(out)?;
     let (matched, unmatched, counts) =
         match_and_spill(files, opts, progress, &mut spill, None, |batch| {

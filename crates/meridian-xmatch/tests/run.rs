@@ -7,6 +7,7 @@ use common::*;
 use meridian_core::Vec3;
 use meridian_core::product;
 use meridian_core::records::{Match, Transit};
+use meridian_core::stage::NoProgress;
 use meridian_xmatch::run::{self, MATCH_FILE, SUMMARY_FILE};
 use meridian_xmatch::{BuildOptions, Index, Region, RunOptions, build_index};
 use std::path::{Path, PathBuf};
@@ -362,6 +363,27 @@ fn a_rerun_after_a_crash_cleans_up_and_gives_the_same_products() {
     )
     .unwrap();
     assert_eq!(files_of(&out), reference);
+}
+
+#[test]
+fn a_bad_radius_leaves_a_finished_run_untouched() {
+    let f = fixture();
+    let out = f.root.join("out");
+    let finished = reference_products(&f, &out);
+    let files = run::transit_products(&f.root.join("located")).unwrap();
+    for (spec, region) in [("whole", None), ("region", Some("2:1,2".parse().unwrap()))] {
+        let opts = RunOptions {
+            radius_arcsec: -1.0,
+            region,
+            ..Default::default()
+        };
+        let err = match opts.region {
+            None => run::run_whole(&f.index, &files, &opts, &out, &NoProgress).err(),
+            Some(_) => run::run_region(&f.index, &files, &opts, &out, &NoProgress).err(),
+        };
+        assert!(err.unwrap().to_string().contains("radius"), "{spec}");
+        assert_eq!(files_of(&out), finished, "{spec}");
+    }
 }
 
 #[test]
