@@ -316,7 +316,20 @@ impl<R: Record> ProductWriter<R> {
     }
 
     /// Completes the body, writes the header, fsyncs and renames into place.
-    pub fn finish(mut self) -> Result<WrittenProduct, ProductError> {
+    pub fn finish(self) -> Result<WrittenProduct, ProductError> {
+        self.complete(Durability::Synced)
+    }
+
+    /// [`finish`](Self::finish) without the fsyncs, for scratch files a stage
+    /// deletes itself and never trusts across a crash (sort runs, spills): the
+    /// header still comes last and the rename still publishes a whole file, but
+    /// nothing waits for the disk. A stage writing many runs spent most of a
+    /// spill in fsyncs of files it was about to delete.
+    pub fn finish_scratch(self) -> Result<WrittenProduct, ProductError> {
+        self.complete(Durability::Scratch)
+    }
+
+    fn complete(mut self, durability: Durability) -> Result<WrittenProduct, ProductError> {
         self.flush_scratch()?;
         let tmp_path = self.tmp.path.clone();
         let io = |e| ProductError::io(&tmp_path, e);
@@ -331,7 +344,7 @@ impl<R: Record> ProductWriter<R> {
         let mut file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(&header.encode()).map_err(io)?;
-        self.tmp.persist(&self.path)?;
+        self.tmp.persist(&self.path, durability)?;
         Ok(WrittenProduct {
             path: self.path.clone(),
             header,
@@ -636,14 +649,27 @@ impl TempFile {
         })
     }
 
-    fn persist(&mut self, target: &Path) -> Result<(), ProductError> {
-        self.file
-            .sync_all()
-            .map_err(|e| ProductError::io(&self.path, e))?;
+    fn persist(&mut self, target: &Path, durability: Durability) -> Result<(), ProductError> {
+        let synced = durability == Durability::Synced;
+        if synced {
+            self.file
+                .sync_all()
+                .map_err(|e| ProductError::io(&self.path, e))?;
+        }
         std::fs::rename(&self.path, target).map_err(|e| ProductError::io(target, e))?;
         self.persisted = true;
-        sync_parent(target).map_err(|e| ProductError::io(target, e))
+        if synced {
+            sync_parent(target).map_err(|e| ProductError::io(target, e))?;
+        }
+        Ok(())
     }
+}
+
+/// Whether a finished product must be on disk before it is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    Scratch,
 }
 
 impl Drop for TempFile {
@@ -671,7 +697,7 @@ pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Pro
     tmp.file
         .write_all(bytes)
         .map_err(|e| ProductError::io(&tmp.path, e))?;
-    tmp.persist(path)
+    tmp.persist(path, Durability::Synced)
 }
 
 /// Records of a product file as JSON objects (ICD §9 field names), each with its

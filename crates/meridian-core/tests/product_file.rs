@@ -157,6 +157,38 @@ fn json_dump_has_kind_and_icd_fields() {
 }
 
 #[test]
+fn a_scratch_finish_writes_the_same_file_as_a_durable_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<Observation> = (0..500).map(observation).collect();
+    let mut paths = Vec::new();
+    for (name, scratch) in [("durable.mprod", false), ("scratch.mprod", true)] {
+        let path = dir.path().join(name);
+        let mut w = ProductWriter::<Observation>::create(&path).unwrap();
+        for r in &records {
+            w.push(r).unwrap();
+        }
+        let written = match scratch {
+            true => w.finish_scratch(),
+            false => w.finish(),
+        }
+        .unwrap();
+        assert_eq!(written.header.record_count, 500);
+        paths.push(path);
+    }
+    assert_eq!(
+        std::fs::read(&paths[0]).unwrap(),
+        std::fs::read(&paths[1]).unwrap()
+    );
+    let back: Vec<Observation> = product::read_all(&paths[1]).unwrap();
+    assert_eq!(back.len(), records.len());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temporary file is left behind"
+    );
+}
+
+#[test]
 fn simulator_window_truth_dumps_with_its_own_kind() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("windows.mprod");

@@ -65,9 +65,15 @@
 //!   sorter's partitions (ranges of chunks) are sorted, merged and written in
 //!   parallel by twice as many threads as rayon's pool has, at least eight
 //!   (fsync waits overlap), each holding one chunk's records and, when the run
-//!   spilled, at most [`sort::FAN_IN`] open runs (about 0.5 MiB of buffers each,
-//!   outside the budget). Reader threads (one per rayon thread) each hold a
-//!   delivery's open files and one batch of records. Conflicting and late records are held in memory (they are rare). On top
+//!   spilled, at most [`sort::FAN_IN`] open runs plus the chunk's current
+//!   version (about 0.5 MiB of buffers each, and up to 32 MiB of a large run's
+//!   mapping until the reader gives it back) and, in a merge pass, a writer's
+//!   buffers (about 1.3 MiB), all outside the budget. Spill runs are scratch:
+//!   written without fsync ([`meridian_core::ProductWriter::finish_scratch`]),
+//!   since `tmp/` is cleared at every start. Reader threads (one per rayon
+//!   thread) each hold a delivery's open files and one batch of records, and
+//!   their channel queues up to two batches per reader more. Conflicting and
+//!   late records are held in memory (they are rare). On top
 //!   come fixed costs of some MiB (zstd contexts and buffers of the open product
 //!   files, allocator slack), so budgets below [`run::MIN_USEFUL_MEM_BYTES`] still
 //!   give the same result but cannot bound the process's peak; the run logs a

@@ -55,7 +55,7 @@ fn write_run<R: StreamRecord>(
     for held in buckets.iter().flat_map(|(_, b)| b) {
         w.push(&R::unhold(held, arena))?;
     }
-    w.finish()?;
+    w.finish_scratch()?;
     Ok(())
 }
 
@@ -374,7 +374,7 @@ impl<R: StreamRecord> Partition<R> {
         for r in Merged::new(sources)? {
             w.push(&r?)?;
         }
-        w.finish()?;
+        w.finish_scratch()?;
         for p in &inputs {
             std::fs::remove_file(p).map_err(|e| OrderError::io(p, e))?;
         }

@@ -83,7 +83,7 @@ impl SpillDir {
                 for r in chunk {
                     writer.push(r)?;
                 }
-                writer.finish()?;
+                writer.finish_scratch()?;
                 Ok(path)
             })
             .collect()
@@ -103,7 +103,7 @@ impl SpillDir {
                 Some(w) if (w.count() as usize) < SEGMENT_RECORDS => w,
                 full => {
                     if let Some(w) = full {
-                        w.finish()?;
+                        w.finish_scratch()?;
                     }
                     let path = self.segment_path::<R>(self.next_segment);
                     self.next_segment += 1;
@@ -114,7 +114,7 @@ impl SpillDir {
             writer.insert(segment).push(&record)?;
         }
         if let Some(w) = writer {
-            w.finish()?;
+            w.finish_scratch()?;
         }
         Ok(segments)
     }
