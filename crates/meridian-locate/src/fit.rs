@@ -61,7 +61,7 @@ const MAX_ITERATIONS: u32 = 30;
 ///
 /// A step is also the last when it is below 0.1 σ ([`CONTRACTED_STEP_MAX`]) and
 /// the contraction of the last two full steps, s1/s0 in Δᵀ J Δ, predicts that
-/// less than s1²/s0 < 3·10⁻³ × 1e-4 (0.0017 σ) remains: the linear rate is
+/// less than s1²/s0 < 3·10⁻³ × 1e-4 (a step of about 0.0006 σ) remains: the linear rate is
 /// settled there, and faint stars, whose rate is slowest, stop a step earlier.
 /// On the 1 % benchmark day this takes the mean number of steps from 2.92 to
 /// 2.34 (with the peak start), and the largest distance from the fully

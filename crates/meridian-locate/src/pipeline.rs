@@ -59,7 +59,14 @@ const LOCK_FILE: &str = ".locate.lock";
 /// State file format version.
 pub const STATE_FORMAT: u32 = 1;
 /// Identifies the algorithm that made the outputs: a different one redoes all.
-pub const ALGORITHM: &str = concat!("meridian-locate ", env!("CARGO_PKG_VERSION"), " fit-2");
+/// It names everything that shapes the output bytes, the observation
+/// products' zstd level included (a test keeps it equal to
+/// [`OBSERVATION_ZSTD_LEVEL`]), so a folder never mixes two versions' bytes.
+pub const ALGORITHM: &str = concat!(
+    "meridian-locate ",
+    env!("CARGO_PKG_VERSION"),
+    " fit-2 obs-zstd-20"
+);
 /// The windows of one transit lie within this time of its earliest window.
 pub const TRANSIT_SPAN_NS: u64 = 60 * NS_PER_S;
 /// Beyond a window's `obt_ns`, its `t_obs` lies at most 32 samples later; 1 s
@@ -455,7 +462,7 @@ impl Plan {
             for (index, batch) in batches.iter().copied().enumerate() {
                 let inputs = BatchInputs::load(&self.in_dir, batch, std::mem::take(&mut carried));
                 if let Some(next) = batches.get(index + 1) {
-                    carried = inputs.carry_to(next);
+                    carried = inputs.carry_to(batch, next);
                 }
                 let results: Vec<_> = batch
                     .par_iter()
@@ -775,15 +782,19 @@ impl BatchInputs {
     }
 
     /// The located chunks the `next` batch needs (as its own, later or earlier
-    /// chunks), so it need not read and fit them again. A chunk located here
-    /// is what the next batch would compute: its windows' attitude lies within
-    /// the attitude range of the job that needed it (module docs). Nothing is
-    /// carried from a batch that could not read some attitude, so a failure
-    /// is met again, as without carrying.
-    fn carry_to(&self, next: &[ChunkJob]) -> HashMap<u64, Arc<LocatedChunk>> {
+    /// chunks), so it need not read and fit them again. Only chunks that were
+    /// the own chunk of a job of `batch` are carried: the attitude read for a
+    /// job covers its own chunk's windows (module docs), so such a chunk is
+    /// located exactly as the next batch would locate it. A chunk this batch
+    /// located only as a later chunk may reach past the attitude it read
+    /// (whenever the chunk length is not 60 s), so it is located again.
+    /// Nothing is carried from a batch that could not read some attitude, so
+    /// a failure is met again, as without carrying.
+    fn carry_to(&self, batch: &[ChunkJob], next: &[ChunkJob]) -> HashMap<u64, Arc<LocatedChunk>> {
         if !self.attitude_failures.is_empty() {
             return HashMap::new();
         }
+        let own: HashSet<u64> = batch.iter().map(|job| job.own.start_obt_ns).collect();
         let needed: HashSet<u64> = next
             .iter()
             .flat_map(|job| {
@@ -795,7 +806,7 @@ impl BatchInputs {
             .collect();
         self.located
             .iter()
-            .filter(|(k, _)| needed.contains(k))
+            .filter(|(k, _)| needed.contains(k) && own.contains(k))
             .filter_map(|(k, r)| Some((*k, Arc::clone(r.as_ref().ok()?))))
             .collect()
     }

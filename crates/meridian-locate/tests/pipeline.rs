@@ -300,6 +300,41 @@ fn batches_of_chunks_change_nothing() {
 }
 
 #[test]
+fn batches_change_nothing_whatever_the_chunk_length() {
+    // A chunk located by one batch as a later chunk may reach beyond the
+    // attitude that batch read unless chunks are 60 s long: batches of one
+    // chunk must still give exactly what one batch gives.
+    for chunk_s in [40, 120] {
+        let chunk = chunk_s * NS_PER_S;
+        let (sim, attitude, _) = sim_stretch(23, 120, T0, 20 * CHUNK);
+        let input = tempfile::tempdir().unwrap();
+        write_ordered(input.path(), chunk, &windows_of(&sim), &attitude, |_, _| 1);
+        let batched = tempfile::tempdir().unwrap();
+        plan(input.path(), batched.path())
+            .unwrap()
+            .with_batch_chunks(1)
+            .execute(&meridian_core::stage::NoProgress)
+            .unwrap();
+        let one_batch = tempfile::tempdir().unwrap();
+        run(input.path(), one_batch.path());
+        assert_eq!(
+            snapshot(batched.path()),
+            snapshot(one_batch.path()),
+            "{chunk_s} s chunks"
+        );
+    }
+}
+
+#[test]
+fn the_algorithm_name_carries_the_observation_level() {
+    use meridian_locate::pipeline::{ALGORITHM, OBSERVATION_ZSTD_LEVEL};
+    assert!(
+        ALGORITHM.ends_with(&format!(" obs-zstd{OBSERVATION_ZSTD_LEVEL}")),
+        "{ALGORITHM}"
+    );
+}
+
+#[test]
 fn lost_outputs_are_remade_and_a_second_run_is_locked_out() {
     let (sim, attitude, _) = sim_stretch(18, 40, T0, 3 * CHUNK);
     let input = tempfile::tempdir().unwrap();
