@@ -1,21 +1,25 @@
 //! The binary's exit codes follow the monitoring-plugin convention.
 
-use meridian_health::synth::write_demo_inputs;
+use meridian_health::synth::{DemoPaths, write_demo_inputs};
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn health(root: &Path, hours: f64, rate: f64) -> Output {
-    let paths = write_demo_inputs(root, hours, rate).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_meridian-health"))
-        .arg("--db")
+/// The binary over demo inputs, writing into `out`.
+fn command(paths: &DemoPaths, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian-health"));
+    cmd.arg("--db")
         .arg(&paths.db)
         .arg("--in")
         .arg(&paths.ordered)
         .arg(&paths.located)
         .arg("--out")
-        .arg(root.join("out"))
-        .output()
-        .unwrap()
+        .arg(out);
+    cmd
+}
+
+fn health(root: &Path, hours: f64, rate: f64) -> Output {
+    let paths = write_demo_inputs(root, hours, rate).unwrap();
+    command(&paths, &root.join("out")).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -100,14 +104,7 @@ fn science_batch_changes_nothing_written_and_zero_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_demo_inputs(dir.path(), 2.0, 0.05).unwrap();
     let run = |out: &str, batch: &str| {
-        Command::new(env!("CARGO_BIN_EXE_meridian-health"))
-            .arg("--db")
-            .arg(&paths.db)
-            .arg("--in")
-            .arg(&paths.ordered)
-            .arg(&paths.located)
-            .arg("--out")
-            .arg(dir.path().join(out))
+        command(&paths, &dir.path().join(out))
             .args(["--science-batch", batch])
             .output()
             .unwrap()

@@ -6,6 +6,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kib("VmHWM:").map(|k| k * 1024)
 }
 
+/// Resident set size of this process now (VmRSS), octets.
+pub fn resident_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|k| k * 1024)
+}
+
 /// Starts a new peak: the kernel resets VmHWM to the current RSS when 5 is
 /// written to `/proc/self/clear_refs`. Callers that also want the whole run's
 /// peak must read [`peak_rss_bytes`] first.

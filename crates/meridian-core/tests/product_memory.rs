@@ -6,12 +6,7 @@
 use meridian_core::ProductReader;
 use meridian_core::product::ProductWriter;
 use meridian_core::records::UnknownPacket;
-
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+use meridian_core::resources;
 
 /// Octets that zstd cannot shrink much (xorshift64*).
 fn noise(state: &mut u64, len: usize) -> Vec<u8> {
@@ -27,8 +22,8 @@ fn noise(state: &mut u64, len: usize) -> Vec<u8> {
 
 #[test]
 fn reading_a_large_product_keeps_little_of_it_resident() {
-    if status_kib("VmHWM:").is_none() || std::fs::write("/proc/self/clear_refs", "5").is_err() {
-        eprintln!("no /proc peak-memory accounting here: nothing to check");
+    if resources::peak_rss_bytes().is_none() || resources::resident_bytes().is_none() {
+        eprintln!("no /proc memory accounting here: nothing to check");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -52,15 +47,15 @@ fn reading_a_large_product_keeps_little_of_it_resident() {
     let file_mib = std::fs::metadata(&path).unwrap().len() >> 20;
     assert!(file_mib >= 80, "the file must be large: {file_mib} MiB");
 
-    let before_kib = status_kib("VmRSS:").unwrap();
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = resources::resident_bytes().unwrap();
+    resources::reset_peak_rss();
     let mut read = 0;
     for record in ProductReader::<UnknownPacket>::open(&path).unwrap() {
         assert_eq!(record.unwrap().seq, read);
         read += 1;
     }
     assert_eq!(read, 160);
-    let grew_mib = status_kib("VmHWM:").unwrap().saturating_sub(before_kib) >> 10;
+    let grew_mib = resources::peak_rss_bytes().unwrap().saturating_sub(before) >> 20;
     assert!(
         grew_mib < 64,
         "reading a {file_mib} MiB product raised the peak by {grew_mib} MiB"

@@ -40,17 +40,22 @@ fn sep_mas(a: (Option<f64>, Option<f64>), b: (Option<f64>, Option<f64>)) -> Opti
     }
 }
 
-fn observations(w: &mut Worst, a: &[Observation], b: &[Observation]) {
+/// The record pairs of two files that differ, after counting the records and
+/// the identical ones (a file whose length differs counts as one structural
+/// difference and yields nothing).
+fn differing<'a, T: PartialEq>(w: &mut Worst, a: &'a [T], b: &'a [T]) -> Vec<(&'a T, &'a T)> {
     if a.len() != b.len() {
         w.structural += 1;
-        return;
+        return Vec::new();
     }
-    for (x, y) in a.iter().zip(b) {
-        w.records += 1;
-        if x == y {
-            w.identical += 1;
-            continue;
-        }
+    w.records += a.len() as u64;
+    let pairs: Vec<_> = a.iter().zip(b).filter(|(x, y)| x != y).collect();
+    w.identical += (a.len() - pairs.len()) as u64;
+    pairs
+}
+
+fn observations(w: &mut Worst, a: &[Observation], b: &[Observation]) {
+    for (x, y) in differing(w, a, b) {
         if (x.transit_id, x.strip, x.row, x.fov, x.ac)
             != (y.transit_id, y.strip, y.row, y.fov, y.ac)
         {
@@ -77,16 +82,7 @@ fn observations(w: &mut Worst, a: &[Observation], b: &[Observation]) {
 }
 
 fn transits(w: &mut Worst, a: &[Transit], b: &[Transit]) {
-    if a.len() != b.len() {
-        w.structural += 1;
-        return;
-    }
-    for (x, y) in a.iter().zip(b) {
-        w.records += 1;
-        if x == y {
-            w.identical += 1;
-            continue;
-        }
+    for (x, y) in differing(w, a, b) {
         if (x.transit_id, x.n_windows) != (y.transit_id, y.n_windows) {
             w.structural += 1;
             continue;

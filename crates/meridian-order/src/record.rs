@@ -122,18 +122,19 @@ impl StreamRecord for Window {
         self.packet_ref()
     }
     fn cmp_total(&self, o: &Self) -> Ordering {
-        self.obt_ns
-            .cmp(&o.obt_ns)
-            .then_with(|| {
-                (self.transit_id, self.strip, self.row, self.fov, self.ac).cmp(&(
-                    o.transit_id,
-                    o.strip,
-                    o.row,
-                    o.fov,
-                    o.ac,
-                ))
-            })
-            .then_with(|| self.onboard_mag.cmp(&o.onboard_mag))
+        let head = |w: &Window| {
+            (
+                w.obt_ns,
+                w.transit_id,
+                w.strip,
+                w.row,
+                w.fov,
+                w.ac,
+                w.onboard_mag,
+            )
+        };
+        head(self)
+            .cmp(&head(o))
             .then_with(|| self.samples.cmp(&o.samples))
             .then_with(|| self.packet_ref().cmp(&o.packet_ref()))
     }
@@ -186,26 +187,22 @@ impl StreamRecord for Window {
     /// Field for field the order of [`Window::cmp_total`]; the samples are
     /// only looked at on ties of everything before them (rare).
     fn cmp_held(a: &HeldWindow, b: &HeldWindow, arena: &[u16]) -> Ordering {
-        a.obt_ns
-            .cmp(&b.obt_ns)
-            .then_with(|| {
-                (a.transit_id, a.strip, a.row, a.fov, a.ac).cmp(&(
-                    b.transit_id,
-                    b.strip,
-                    b.row,
-                    b.fov,
-                    b.ac,
-                ))
-            })
-            .then_with(|| a.onboard_mag.cmp(&b.onboard_mag))
+        let head = |h: &HeldWindow| {
+            (
+                h.obt_ns,
+                h.transit_id,
+                h.strip,
+                h.row,
+                h.fov,
+                h.ac,
+                h.onboard_mag,
+            )
+        };
+        let packet = |h: &HeldWindow| (h.seq, h.packet_obt_ns, h.packet_hash);
+        head(a)
+            .cmp(&head(b))
             .then_with(|| a.samples(arena).cmp(b.samples(arena)))
-            .then_with(|| {
-                (a.seq, a.packet_obt_ns, a.packet_hash).cmp(&(
-                    b.seq,
-                    b.packet_obt_ns,
-                    b.packet_hash,
-                ))
-            })
+            .then_with(|| packet(a).cmp(&packet(b)))
     }
     fn held_size(h: &HeldWindow) -> usize {
         std::mem::size_of::<HeldWindow>() + 2 * h.k as usize

@@ -154,8 +154,7 @@ fn regions_merge_into_the_same_products_as_one_run() {
             batch_size: 100,
             ..Default::default()
         };
-        let part =
-            run::match_files(&f.index, &files, &opts, &meridian_core::stage::NoProgress).unwrap();
+        let part = run::match_files(&f.index, &files, &opts, &NoProgress).unwrap();
         let dir = f.root.join(format!("region{k}"));
         run::write_partial(&dir, &part).unwrap();
         parts.push(run::read_partial(&dir).unwrap());
@@ -195,18 +194,12 @@ fn folder_without_transits_is_a_clear_error() {
 fn merge_refuses_mixed_radii_and_overlapping_parts() {
     let f = fixture();
     let files = run::transit_products(&f.root.join("located")).unwrap();
-    let one = run::match_files(
-        &f.index,
-        &files,
-        &RunOptions::default(),
-        &meridian_core::stage::NoProgress,
-    )
-    .unwrap();
+    let one = run::match_files(&f.index, &files, &RunOptions::default(), &NoProgress).unwrap();
     let wide = RunOptions {
         radius_arcsec: 2.0,
         ..Default::default()
     };
-    let two = run::match_files(&f.index, &files, &wide, &meridian_core::stage::NoProgress).unwrap();
+    let two = run::match_files(&f.index, &files, &wide, &NoProgress).unwrap();
     let err = run::finish_run(vec![one.clone(), two]).unwrap_err();
     assert!(err.to_string().contains("radius"), "{err}");
     // The same sky twice: every transit appears in both parts.
@@ -229,8 +222,7 @@ fn a_damaged_file_after_matched_batches_is_an_error_naming_it() {
         batch_size: 50,
         ..Default::default()
     };
-    let err =
-        run::match_files(&f.index, &files, &opts, &meridian_core::stage::NoProgress).unwrap_err();
+    let err = run::match_files(&f.index, &files, &opts, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("b.mprod"), "{err}");
 }
 
@@ -292,13 +284,7 @@ fn streaming_regions_write_the_same_partials_and_merge_into_the_same_products() 
             region: Some(region.clone()),
             ..Default::default()
         };
-        let part = run::match_files(
-            &f.index,
-            &files,
-            &in_memory,
-            &meridian_core::stage::NoProgress,
-        )
-        .unwrap();
+        let part = run::match_files(&f.index, &files, &in_memory, &NoProgress).unwrap();
         let old = f.root.join(format!("old-region{k}"));
         run::write_partial(&old, &part).unwrap();
         let new = f.root.join(format!("new-region{k}"));
@@ -306,14 +292,7 @@ fn streaming_regions_write_the_same_partials_and_merge_into_the_same_products() 
             batch_size: 29,
             ..in_memory
         };
-        let counts = run::run_region(
-            &f.index,
-            &files,
-            &small,
-            &new,
-            &meridian_core::stage::NoProgress,
-        )
-        .unwrap();
+        let counts = run::run_region(&f.index, &files, &small, &new, &NoProgress).unwrap();
         assert_eq!(files_of(&new), files_of(&old), "region {k}");
         assert_eq!(counts.matched, part.matched.len() as u64);
         assert_eq!(counts.unmatched, part.unmatched.len() as u64);
@@ -354,14 +333,7 @@ fn a_rerun_after_a_crash_cleans_up_and_gives_the_same_products() {
         batch_size: 40,
         ..Default::default()
     };
-    run::run_whole(
-        &f.index,
-        &files,
-        &opts,
-        &out,
-        &meridian_core::stage::NoProgress,
-    )
-    .unwrap();
+    run::run_whole(&f.index, &files, &opts, &out, &NoProgress).unwrap();
     assert_eq!(files_of(&out), reference);
 }
 
@@ -395,26 +367,12 @@ fn a_failed_streaming_run_leaves_nothing_that_looks_complete() {
         batch_size: 50,
         ..Default::default()
     };
-    run::run_whole(
-        &f.index,
-        &files,
-        &opts,
-        &out,
-        &meridian_core::stage::NoProgress,
-    )
-    .unwrap();
+    run::run_whole(&f.index, &files, &opts, &out, &NoProgress).unwrap();
     // Damage the second file: batches of the first are spilled by then.
     let bad = f.root.join("located/sub/b.mprod");
     let bytes = std::fs::read(&bad).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let err = run::run_whole(
-        &f.index,
-        &files,
-        &opts,
-        &out,
-        &meridian_core::stage::NoProgress,
-    )
-    .unwrap_err();
+    let err = run::run_whole(&f.index, &files, &opts, &out, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("b.mprod"), "{err}");
     // No summary (the completion marker), no spill folder, no temporary file.
     let names: Vec<String> = files_of(&out).into_iter().map(|(n, _)| n).collect();
@@ -442,14 +400,8 @@ fn a_transit_id_repeated_across_batches_is_an_error_naming_the_smallest() {
         batch_size: 64,
         ..Default::default()
     };
-    let err = run::run_whole(
-        &f.index,
-        &files,
-        &opts,
-        &f.root.join("out"),
-        &meridian_core::stage::NoProgress,
-    )
-    .unwrap_err();
+    let err =
+        run::run_whole(&f.index, &files, &opts, &f.root.join("out"), &NoProgress).unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("transit_id {smallest} appears more than once")),
@@ -471,14 +423,7 @@ fn streaming_merge_refuses_mixed_radii_and_overlapping_parts() {
             batch_size: 100,
         };
         let dir = f.root.join(format!("part{k}"));
-        run::run_region(
-            &f.index,
-            &files,
-            &opts,
-            &dir,
-            &meridian_core::stage::NoProgress,
-        )
-        .unwrap();
+        run::run_region(&f.index, &files, &opts, &dir, &NoProgress).unwrap();
         parts.push(dir);
     }
     let out = f.root.join("merged");
